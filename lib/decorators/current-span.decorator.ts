@@ -1,0 +1,24 @@
+import { createParamDecorator } from '@nestjs/common';
+import { context, propagation, trace } from '@opentelemetry/api';
+
+/**
+ * Injects the span active while the handler runs (the handler span of HTTP and microservice
+ * requests), or `undefined` when there is none.
+ *
+ * @publicApi
+ */
+export const CurrentSpan = createParamDecorator(() => trace.getActiveSpan());
+
+/**
+ * Injects baggage of the active context: `@Baggage('tenant.id')` gives that entry's value (or
+ * `undefined`), `@Baggage()` gives every entry as `{ key: value }`.
+ *
+ * @publicApi
+ */
+export const Baggage = createParamDecorator((key: string | undefined) => {
+  const baggage = propagation.getBaggage(context.active());
+  if (key !== undefined) {
+    return baggage?.getEntry(key)?.value;
+  }
+  return Object.fromEntries((baggage?.getAllEntries() ?? []).map(([name, entry]) => [name, entry.value]));
+});

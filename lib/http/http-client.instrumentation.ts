@@ -1,0 +1,239 @@
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
+import { context, diag, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
+import { channel } from 'node:diagnostics_channel';
+import { createRequire } from 'node:module';
+import type { HttpClientTracingOptions, OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
+import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
+import { OtelSdkService } from '../sdk/otel-sdk.service.js';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_URL_FULL,
+} from '../semconv.js';
+import { errorTypeOf } from '../utils/record-error.js';
+import { getOtelNestTracer } from '../utils/tracer.js';
+import { httpSpanName, normalizeMethod, redactUrl } from './http-attributes.js';
+
+export interface ResolvedHttpClientOptions {
+  fetch: boolean;
+  httpService: boolean;
+}
+
+export function resolveHttpClientOptions(option: OtelModuleOptions['httpClient']): ResolvedHttpClientOptions {
+  if (option === false) {
+    return { fetch: false, httpService: false };
+  }
+  const given: HttpClientTracingOptions = typeof option === 'object' && option !== null ? option : {};
+  return { fetch: given.fetch !== false, httpService: given.httpService !== false };
+}
+
+/**
+ * `fetch` is traced by the OpenTelemetry undici instrumentation, which listens on Node's
+ * diagnostics channels (no loader hook, no patching). It is process-wide, so it is shared by every
+ * module instance and turned off when the last one shuts down.
+ */
+let undici: { instrumentation: UndiciInstrumentation; holders: number } | undefined;
+
+function acquireUndici(): boolean {
+  if (undici) {
+    undici.holders++;
+    return true;
+  }
+  if (channel('undici:request:create').hasSubscribers) {
+    // Someone (usually the user's own UndiciInstrumentation) already traces fetch: a second
+    // instrumentation would make every outgoing request two CLIENT spans.
+    diag.info('otel-nest: fetch is already instrumented by another subscriber; not adding a second one.');
+    return false;
+  }
+  undici = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
+  return true;
+}
+
+function releaseUndici(): void {
+  if (undici && --undici.holders === 0) {
+    undici.instrumentation.disable();
+    undici = undefined;
+  }
+}
+
+/** The parts of an axios instance we use; typed here because axios is an optional peer. */
+export interface AxiosLike {
+  interceptors: {
+    request: { use(onFulfilled: (config: any) => any, onRejected?: (error: any) => any, options?: object): number };
+    response: { use(onFulfilled: (response: any) => any, onRejected?: (error: any) => any): number };
+  };
+}
+
+const AXIOS_SPAN = Symbol('otel-nest.axios.span');
+const INSTRUMENTED = new WeakSet<object>();
+
+/** True when `@opentelemetry/instrumentation-http` has wrapped `http.request` (then it makes the CLIENT span). */
+function httpModuleIsInstrumented(): boolean {
+  try {
+    const http = createRequire(import.meta.url)('node:http') as { request: { __wrapped?: boolean } };
+    return http.request.__wrapped === true;
+  } catch {
+    return false;
+  }
+}
+
+function endAxiosSpan(span: Span, status: number | undefined, error?: { code?: unknown; message?: string } & object): void {
+  try {
+    if (status !== undefined) {
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    }
+    if (status !== undefined && status >= 400) {
+      // Client spans: every 4xx and 5xx answer is an error.
+      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    } else if (error) {
+      span.setAttribute(ATTR_ERROR_TYPE, typeof error.code === 'string' ? error.code : errorTypeOf(error));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    }
+  } finally {
+    span.end();
+  }
+}
+
+/**
+ * Adds CLIENT spans and context headers to one axios instance (idempotent). `HttpService` of
+ * `@nestjs/axios` is instrumented automatically; call this for axios instances of your own.
+ */
+export function instrumentAxios(axios: AxiosLike): void {
+  if (INSTRUMENTED.has(axios)) {
+    return;
+  }
+  INSTRUMENTED.add(axios);
+  axios.interceptors.request.use(
+    (config: Record<string | symbol, any>) => {
+      try {
+        if (httpModuleIsInstrumented()) {
+          return config;
+        }
+        const url = requestUrl(config);
+        const { method, original } = normalizeMethod(String(config.method ?? 'get'));
+        const span = getOtelNestTracer().startSpan(httpSpanName(method), {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            [ATTR_HTTP_REQUEST_METHOD]: method,
+            ...(original === undefined ? {} : { [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: original }),
+            ...(url
+              ? {
+                  [ATTR_URL_FULL]: redactUrl(url),
+                  [ATTR_SERVER_ADDRESS]: url.hostname.replace(/^\[|\]$/g, ''),
+                  [ATTR_SERVER_PORT]: Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
+                }
+              : {}),
+          },
+        });
+        const headers = (config.headers ??= {});
+        propagation.inject(trace.setSpan(context.active(), span), headers, {
+          set(carrier: any, key: string, value: string) {
+            if (typeof carrier.set === 'function') {
+              carrier.set(key, value);
+            } else {
+              carrier[key] = value;
+            }
+          },
+        });
+        config[AXIOS_SPAN] = span;
+      } catch (err) {
+        diag.error('otel-nest: could not start the axios CLIENT span; the request goes on untraced.', err);
+      }
+      return config;
+    },
+    undefined,
+    // Run in the caller's turn, so the active context is the caller's.
+    { synchronous: true },
+  );
+  axios.interceptors.response.use(
+    response => {
+      const span: Span | undefined = response?.config?.[AXIOS_SPAN];
+      if (span) {
+        delete response.config[AXIOS_SPAN];
+        endAxiosSpan(span, response.status);
+      }
+      return response;
+    },
+    error => {
+      const span: Span | undefined = error?.config?.[AXIOS_SPAN];
+      if (span) {
+        delete error.config[AXIOS_SPAN];
+        endAxiosSpan(span, error.response?.status, error);
+      }
+      return Promise.reject(error);
+    },
+  );
+}
+
+function requestUrl(config: { url?: string; baseURL?: string; params?: unknown }): URL | undefined {
+  try {
+    const raw = config.url ?? '';
+    return config.baseURL && !/^[a-z][a-z\d+\-.]*:\/\//i.test(raw)
+      ? new URL(raw.replace(/^\//, ''), config.baseURL.endsWith('/') ? config.baseURL : `${config.baseURL}/`)
+      : new URL(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Outgoing HTTP: `fetch` through the undici instrumentation, `@nestjs/axios` `HttpService`
+ * instances through axios interceptors of ours (found with Nest's DiscoveryService).
+ */
+@Injectable()
+export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShutdown {
+  private readonly options: ResolvedHttpClientOptions;
+  private holdsUndici = false;
+
+  constructor(
+    @Inject(OTEL_MODULE_OPTIONS) moduleOptions: OtelModuleOptions,
+    private readonly discovery: DiscoveryService,
+    sdk: OtelSdkService,
+  ) {
+    this.options = resolveHttpClientOptions(moduleOptions.httpClient);
+    if (this.options.fetch && sdk.isActive) {
+      this.holdsUndici = acquireUndici();
+      if (this.holdsUndici) {
+        sdk.addTraced('fetch');
+      }
+    }
+    if (this.options.httpService) {
+      sdk.addTraced('HttpService');
+    }
+  }
+
+  onModuleInit(): void {
+    if (!this.options.httpService) {
+      return;
+    }
+    try {
+      for (const wrapper of this.discovery.getProviders()) {
+        const instance = wrapper.instance as { constructor?: { name?: string }; axiosRef?: AxiosLike } | undefined;
+        if (instance?.constructor?.name === 'HttpService' && isAxiosLike(instance.axiosRef)) {
+          instrumentAxios(instance.axiosRef);
+        }
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not instrument HttpService instances.', err);
+    }
+  }
+
+  onApplicationShutdown(): void {
+    if (this.holdsUndici) {
+      this.holdsUndici = false;
+      releaseUndici();
+    }
+  }
+}
+
+function isAxiosLike(value: unknown): value is AxiosLike {
+  const interceptors = (value as AxiosLike | undefined)?.interceptors;
+  return typeof interceptors?.request?.use === 'function' && typeof interceptors?.response?.use === 'function';
+}

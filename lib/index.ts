@@ -1,0 +1,25 @@
+export { OtelModule } from './otel.module.js';
+export {
+  OTEL_MODULE_OPTIONS,
+  OTEL_MODULE_OPTIONS_TYPE,
+  OTEL_MODULE_ASYNC_OPTIONS_TYPE,
+} from './otel.module-definition.js';
+export type {
+  BatchOptions,
+  ExporterOption,
+  HttpClientTracingOptions,
+  HttpServerTracingOptions,
+  OtelModuleOptions,
+  OtlpHttpExporterOptions,
+  PropagatorName,
+  SamplerName,
+  SamplerOption,
+} from './interfaces/otel-module-options.interface.js';
+export { Traced, OTEL_TRACED_CONSUME_METADATA, type TracedOptions, type TracedConsume } from './decorators/traced.decorator.js';
+export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
+export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
+export { OtelSdkService } from './sdk/otel-sdk.service.js';
+export { BaggageAttributesSpanProcessor } from './sdk/baggage-attributes.processor.js';
+export { OtelConfigError } from './otel.messages.js';
+export { instrumentAxios, type AxiosLike } from './http/http-client.instrumentation.js';
+export { withContext, bindObservableToContext } from './utils/run-in-context.js';

@@ -1,0 +1,120 @@
+import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+/** A propagator this module knows by name (the values of `OTEL_PROPAGATORS`). */
+export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
+
+/** Sampler names as in `OTEL_TRACES_SAMPLER`. */
+export type SamplerName =
+  | 'always_on'
+  | 'always_off'
+  | 'traceidratio'
+  | 'parentbased_always_on'
+  | 'parentbased_always_off'
+  | 'parentbased_traceidratio';
+
+/** OTLP over HTTP (JSON), the default exporter. */
+export interface OtlpHttpExporterOptions {
+  /**
+   * Full traces URL. Default: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`, else `http://localhost:4318/v1/traces`.
+   */
+  url?: string;
+  /** Extra HTTP headers (e.g. an API key). Default: `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, else none. */
+  headers?: Record<string, string>;
+  /** Export request timeout in ms. Default: `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`, else 10000. */
+  timeoutMillis?: number;
+}
+
+/**
+ * Where spans go. `'otlp'` (default) or an {@link OtlpHttpExporterOptions} object sends OTLP/HTTP;
+ * `'console'` prints spans; `'none'` keeps tracing (context, propagation) but exports nothing;
+ * any `SpanExporter` instance is used as is. Default: `OTEL_TRACES_EXPORTER`, else `'otlp'`.
+ */
+export type ExporterOption = 'otlp' | 'console' | 'none' | OtlpHttpExporterOptions | SpanExporter;
+
+/** BatchSpanProcessor settings; each defaults to its `OTEL_BSP_*` variable, else the SDK default. */
+export interface BatchOptions {
+  /** Spans kept in memory before new ones are dropped. Default 2048 (`OTEL_BSP_MAX_QUEUE_SIZE`). */
+  maxQueueSize?: number;
+  /** Spans per export request. Default 512 (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`). */
+  maxExportBatchSize?: number;
+  /** Delay between two exports, in ms. Default 5000 (`OTEL_BSP_SCHEDULE_DELAY`). */
+  scheduledDelayMillis?: number;
+  /** Time allowed for one export, in ms. Default 30000 (`OTEL_BSP_EXPORT_TIMEOUT`). */
+  exportTimeoutMillis?: number;
+}
+
+/**
+ * Which spans are sampled. A `Sampler` instance is used as is; a name follows `OTEL_TRACES_SAMPLER`;
+ * `{ ratio }` is `ParentBased(TraceIdRatioBased(ratio))` (or unparented with `parentBased: false`).
+ * Default: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else `parentbased_always_on`.
+ */
+export type SamplerOption = Sampler | SamplerName | { ratio: number; parentBased?: boolean };
+
+/** HTTP server tracing (express and fastify). */
+export interface HttpServerTracingOptions {
+  /** Default `true`. */
+  enabled?: boolean;
+  /**
+   * Requests whose path (without query) matches are not traced: exact strings or RegExps.
+   * Default: none. Typical: `['/health', /^\/metrics/]`.
+   */
+  ignorePaths?: Array<string | RegExp>;
+  /**
+   * Request headers recorded as `http.request.header.<name>` (lower-case names, allow-list).
+   * Default: none (the semantic conventions make header capture opt-in).
+   */
+  requestHeaders?: string[];
+  /** Response headers recorded as `http.response.header.<name>`. Default: none. */
+  responseHeaders?: string[];
+}
+
+/** Outgoing HTTP tracing. */
+export interface HttpClientTracingOptions {
+  /** CLIENT spans and context headers for global `fetch` (undici). Default `true`. */
+  fetch?: boolean;
+  /** CLIENT spans and context headers for `@nestjs/axios` `HttpService`. Default `true`. */
+  httpService?: boolean;
+}
+
+/** Options of {@link OtelModule.forRoot}. Every option is optional. */
+export interface OtelModuleOptions {
+  /** `service.name`. Default: `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:node`. */
+  serviceName?: string;
+  /** `service.version`. Default: `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else unset. */
+  serviceVersion?: string;
+  /** Extra resource attributes, merged over `OTEL_RESOURCE_ATTRIBUTES`. Default `{}`. */
+  resourceAttributes?: Attributes;
+  /** See {@link ExporterOption}. Default `'otlp'` (or `OTEL_TRACES_EXPORTER`). */
+  exporter?: ExporterOption;
+  /** Batching; `false` exports each span when it ends (SimpleSpanProcessor: tests, short scripts). Default: batching on. */
+  batch?: BatchOptions | false;
+  /** See {@link SamplerOption}. Default `parentbased_always_on` (or `OTEL_TRACES_SAMPLER`). */
+  sampler?: SamplerOption;
+  /** SDK span limits (attribute count/length, events, links). Default: the SDK's (`OTEL_SPAN_*_LIMIT`). */
+  spanLimits?: SpanLimits;
+  /**
+   * Propagators, in order; or any `TextMapPropagator`. Default: `OTEL_PROPAGATORS`, else
+   * `['tracecontext', 'baggage']`. Add `'b3'` / `'b3multi'` / `'jaeger'` for meshes that use them.
+   */
+  propagators?: PropagatorName[] | TextMapPropagator;
+  /** Extra span processors added after the exporter's (e.g. a redaction processor). Default none. */
+  spanProcessors?: SpanProcessor[];
+  /**
+   * Baggage keys copied onto every span started in this process as attributes of the same name
+   * (e.g. `['tenant.id', 'user.id']`). Default none.
+   */
+  baggageToAttributes?: string[];
+  /** HTTP server spans; `false` turns them off. Default on. */
+  http?: boolean | HttpServerTracingOptions;
+  /** Outgoing HTTP spans; `false` turns both off. Default both on. */
+  httpClient?: boolean | HttpClientTracingOptions;
+  /** Log the one-line startup summary and the warnings. Default `true`. */
+  logSummary?: boolean;
+  /**
+   * Turn the SDK off (no provider is registered; spans are non-recording, the app runs untouched).
+   * Default: `OTEL_SDK_DISABLED === 'true'`.
+   */
+  disabled?: boolean;
+}

@@ -1,0 +1,392 @@
+/**
+ * Every sentence otel-nest shows to a user: errors thrown at bootstrap, warnings about the
+ * environment, and the startup summary. Each one says what is wrong and how to fix it.
+ */
+
+/** Prefix of everything otel-nest logs or throws, so users can search their logs for it. */
+export const MESSAGE_PREFIX = 'OtelModule:';
+
+/** A short, log-safe description of a value a user gave us ("got ..."). */
+export function describeValue(value: unknown): string {
+  if (value === null) {
+    return 'null';
+  }
+  if (value === undefined) {
+    return 'undefined';
+  }
+  if (typeof value === 'string') {
+    const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+    return JSON.stringify(shown);
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return String(value);
+  }
+  if (typeof value === 'function') {
+    return 'a function';
+  }
+  if (Array.isArray(value)) {
+    return 'an array';
+  }
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name;
+    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  }
+  return typeof value;
+}
+
+function quoteList(values: readonly string[]): string {
+  return values.map((v) => `"${v}"`).join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration errors (thrown as OtelConfigError at bootstrap)
+// ---------------------------------------------------------------------------------------------
+
+/** What each option must be, and an example of a correct value. Keys are option paths. */
+const OPTION_HINTS = {
+  options: {
+    expected: 'an object',
+    example: "OtelModule.forRoot({ serviceName: 'orders' })",
+  },
+  serviceName: { expected: 'a non-empty string', example: "{ serviceName: 'orders' }" },
+  serviceVersion: { expected: 'a non-empty string', example: "{ serviceVersion: '1.4.2' }" },
+  resourceAttributes: {
+    expected: 'an object of attribute values',
+    example: "{ resourceAttributes: { 'deployment.environment.name': 'production' } }",
+  },
+  'resourceAttributes.*': {
+    expected: 'a string, a number, a boolean, or an array of one of these',
+    example: "{ resourceAttributes: { 'service.namespace': 'shop' } }",
+  },
+  'resourceAttributes.service.*': {
+    expected: 'a non-empty string',
+    example: "{ serviceName: 'orders', serviceVersion: '1.4.2' }",
+  },
+  exporter: {
+    expected: "'otlp', 'console', 'none', an OTLP options object or a SpanExporter",
+    example: "{ exporter: 'console' } or { exporter: { url: 'http://collector:4318/v1/traces' } }",
+  },
+  'exporter.url': {
+    expected: 'an http:// or https:// URL',
+    example: "{ exporter: { url: 'http://localhost:4318/v1/traces' } }",
+  },
+  'exporter.headers': {
+    expected: 'an object of string values',
+    example: "{ exporter: { headers: { 'x-api-key': process.env.API_KEY ?? '' } } }",
+  },
+  'exporter.headers.*': {
+    expected: 'a string',
+    example: "{ exporter: { headers: { 'x-api-key': String(key) } } }",
+  },
+  'exporter.timeoutMillis': {
+    expected: 'a positive number of milliseconds',
+    example: '{ exporter: { timeoutMillis: 10000 } }',
+  },
+  batch: {
+    expected: 'false or an object of BatchSpanProcessor settings',
+    example: '{ batch: { scheduledDelayMillis: 1000 } } or { batch: false }',
+  },
+  'batch.*': { expected: 'a positive integer', example: '{ batch: { maxQueueSize: 2048, maxExportBatchSize: 512 } }' },
+  sampler: {
+    expected:
+      "one of 'always_on', 'always_off', 'traceidratio', 'parentbased_always_on', " +
+      "'parentbased_always_off', 'parentbased_traceidratio', an object { ratio } or a Sampler instance",
+    example: "{ sampler: { ratio: 0.25 } } or { sampler: 'parentbased_always_on' }",
+  },
+  'sampler.ratio': { expected: 'a number between 0 and 1', example: '{ sampler: { ratio: 0.25 } }' },
+  'sampler.parentBased': { expected: 'a boolean', example: '{ sampler: { ratio: 0.25, parentBased: false } }' },
+  spanLimits: { expected: 'an object', example: '{ spanLimits: { attributeCountLimit: 64 } }' },
+  'spanLimits.*': {
+    expected: 'a non-negative integer (or Infinity)',
+    example: '{ spanLimits: { eventCountLimit: 64 } }',
+  },
+  propagators: {
+    expected:
+      "an array of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger' or 'none', or a TextMapPropagator",
+    example: "{ propagators: ['tracecontext', 'baggage', 'b3'] }",
+  },
+  'propagators.*': {
+    expected: "one of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger', 'none'",
+    example: "{ propagators: ['tracecontext', 'baggage'] }",
+  },
+  spanProcessors: {
+    expected: 'an array of SpanProcessor instances',
+    example: '{ spanProcessors: [new MyRedactionProcessor()] }',
+  },
+  'spanProcessors.*': {
+    expected: 'a SpanProcessor (an object with onStart, onEnd, forceFlush and shutdown methods)',
+    example: '{ spanProcessors: [new MyRedactionProcessor()] }',
+  },
+  baggageToAttributes: {
+    expected: 'an array of baggage keys',
+    example: "{ baggageToAttributes: ['tenant.id', 'user.id'] }",
+  },
+  'baggageToAttributes.*': { expected: 'a non-empty string', example: "{ baggageToAttributes: ['tenant.id'] }" },
+  http: {
+    expected: 'a boolean or an options object',
+    example: "{ http: { ignorePaths: ['/health'] } } or { http: false }",
+  },
+  httpClient: {
+    expected: 'a boolean or an options object',
+    example: '{ httpClient: { fetch: false } } or { httpClient: false }',
+  },
+  logSummary: { expected: 'a boolean', example: '{ logSummary: false }' },
+  disabled: { expected: 'a boolean', example: "{ disabled: process.env.NODE_ENV === 'test' }" },
+} as const satisfies Record<string, { expected: string; example: string }>;
+
+/** A key of the option hint table: an option path, `*` standing for any key or index. */
+export type OptionHintKey = keyof typeof OPTION_HINTS;
+
+/**
+ * `OtelModule: "sampler.ratio" must be a number between 0 and 1, got 1.5. Use e.g. { sampler: { ratio: 0.25 } }.`
+ * `path` is what the user wrote (`propagators[2]`); `hint` selects the expectation and example.
+ */
+export function invalidOption(hint: OptionHintKey, path: string, got: unknown): string {
+  const { expected, example } = OPTION_HINTS[hint];
+  return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
+}
+
+/** Unknown keys in an options object; `suggestions` maps a wrong key to the one probably meant. */
+export function unknownOptions(
+  where: string,
+  unknown: readonly string[],
+  known: readonly string[],
+  suggestions: ReadonlyMap<string, string>,
+): string {
+  const listed = unknown
+    .map((key) => (suggestions.has(key) ? `"${key}" (did you mean "${suggestions.get(key)}"?)` : `"${key}"`))
+    .join(', ');
+  const noun = unknown.length === 1 ? 'option' : 'options';
+  return (
+    `${MESSAGE_PREFIX} unknown ${noun} ${listed} in ${where}. ` +
+    `Known options: ${known.join(', ')}. Fix the spelling or remove ${unknown.length === 1 ? 'it' : 'them'}.`
+  );
+}
+
+export function batchSizeAboveQueueSize(maxExportBatchSize: number, maxQueueSize: number): string {
+  return (
+    `${MESSAGE_PREFIX} "batch.maxExportBatchSize" (${maxExportBatchSize}) must not be larger than ` +
+    `"batch.maxQueueSize" (${maxQueueSize}). Use e.g. { batch: { maxQueueSize: ${Math.max(maxQueueSize, maxExportBatchSize)}, ` +
+    `maxExportBatchSize: ${Math.min(maxQueueSize, maxExportBatchSize)} } }.`
+  );
+}
+
+export function propagatorNoneCombined(names: readonly string[]): string {
+  return (
+    `${MESSAGE_PREFIX} "propagators" lists 'none' together with other propagators (${quoteList(names)}). ` +
+    `Use { propagators: ['none'] } alone to turn propagation off, or list only the propagators you want.`
+  );
+}
+
+export function exporterWithoutShutdown(got: unknown): string {
+  return (
+    `${MESSAGE_PREFIX} "exporter" has an export() method but no shutdown() method, got ${describeValue(got)}. ` +
+    'A SpanExporter needs both; add shutdown() (it may return Promise.resolve()).'
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment warnings (reported, never thrown: a bad variable must not stop the application)
+// ---------------------------------------------------------------------------------------------
+
+export function envInvalidBoolean(name: string, raw: string): string {
+  return (
+    `${MESSAGE_PREFIX} ${name}=${JSON.stringify(raw)} is neither 'true' nor 'false'; it is read as false. ` +
+    `Set ${name}=true or ${name}=false.`
+  );
+}
+
+export function envInvalidInteger(name: string, raw: string, minimum: number, fallback: string): string {
+  const expected = minimum > 0 ? 'a positive integer' : 'a non-negative integer';
+  return `${MESSAGE_PREFIX} ${name}=${JSON.stringify(raw)} is not ${expected}; it is ignored and ${fallback} is used.`;
+}
+
+export function envBatchSizeAboveQueueSize(maxExportBatchSize: number, maxQueueSize: number): string {
+  return (
+    `${MESSAGE_PREFIX} the export batch size (${maxExportBatchSize}, OTEL_BSP_MAX_EXPORT_BATCH_SIZE) is larger than ` +
+    `the queue size (${maxQueueSize}, OTEL_BSP_MAX_QUEUE_SIZE); ${maxQueueSize} is used. ` +
+    'Set OTEL_BSP_MAX_EXPORT_BATCH_SIZE to at most OTEL_BSP_MAX_QUEUE_SIZE.'
+  );
+}
+
+export function envUnknownSampler(raw: string, supported: readonly string[], used: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_TRACES_SAMPLER=${JSON.stringify(raw)} is not supported by otel-nest ` +
+    `(supported: ${supported.join(', ')}); "${used}" is used.`
+  );
+}
+
+export function envInvalidSamplerArg(raw: string, sampler: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_TRACES_SAMPLER_ARG=${JSON.stringify(raw)} is not a number between 0 and 1; ` +
+    `${sampler} samples with ratio 1.0. Use e.g. OTEL_TRACES_SAMPLER_ARG=0.25.`
+  );
+}
+
+export function envUnsupportedExporters(raw: string, unsupported: readonly string[], used: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_TRACES_EXPORTER=${JSON.stringify(raw)}: ${quoteList(unsupported)} ` +
+    `${unsupported.length === 1 ? 'is' : 'are'} not supported by otel-nest (supported: otlp, console, none); ` +
+    `"${used}" is used. To export elsewhere, pass a SpanExporter as { exporter }.`
+  );
+}
+
+export function envSeveralExporters(raw: string, used: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_TRACES_EXPORTER=${JSON.stringify(raw)} lists several exporters; otel-nest uses one, ` +
+    `"${used}". To export to several, pass one as { exporter } and add a processor for the others in { spanProcessors }.`
+  );
+}
+
+export function envUnsupportedPropagators(raw: string, unsupported: readonly string[], used: readonly string[]): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_PROPAGATORS=${JSON.stringify(raw)}: ${quoteList(unsupported)} ` +
+    `${unsupported.length === 1 ? 'is' : 'are'} not supported by otel-nest and skipped ` +
+    `(supported: tracecontext, baggage, b3, b3multi, jaeger, none); propagators used: ${used.join(', ') || 'none'}.`
+  );
+}
+
+export function envPropagatorNoneCombined(raw: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_PROPAGATORS=${JSON.stringify(raw)} lists 'none' together with other propagators; ` +
+    "'none' wins and no context is propagated. Remove 'none' to propagate."
+  );
+}
+
+export function envInvalidUrl(name: string, raw: string, used: string): string {
+  return (
+    `${MESSAGE_PREFIX} ${name}=${JSON.stringify(raw)} is not an http:// or https:// URL; it is ignored and ` +
+    `${used} is used.`
+  );
+}
+
+export function envUnsupportedProtocol(name: string, raw: string): string {
+  return (
+    `${MESSAGE_PREFIX} ${name}=${JSON.stringify(raw)} is not supported: otel-nest exports OTLP over HTTP ` +
+    '(JSON, usually port 4318). Point OTEL_EXPORTER_OTLP_ENDPOINT at the collector\'s HTTP receiver, or pass ' +
+    'your own gRPC SpanExporter as { exporter }.'
+  );
+}
+
+export function envInvalidResourceAttributes(entry: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_RESOURCE_ATTRIBUTES is ignored as a whole, as the OpenTelemetry specification asks: ` +
+    `the entry ${describeValue(entry)} is not a valid key=value pair with percent-encoded key and value. ` +
+    "Use key1=value1,key2=value2 and percent-encode ',' and '=' (e.g. team=a%2Cb)."
+  );
+}
+
+/** Never includes the header value: OTLP headers usually carry credentials. */
+export function envInvalidHeader(name: string, index: number, key: string | undefined): string {
+  const which = key ? `the entry #${index + 1} ("${key}")` : `the entry #${index + 1}`;
+  return (
+    `${MESSAGE_PREFIX} ${name}: ${which} is not a valid key=value pair or cannot be percent-decoded; it is ` +
+    'skipped. Use key1=value1,key2=value2, e.g. x-api-key=secret.'
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDK lifecycle
+// ---------------------------------------------------------------------------------------------
+
+const ENV_HINT_BY_OPTION: Readonly<Record<string, string>> = {
+  serviceName: 'OTEL_SERVICE_NAME',
+  serviceVersion: 'OTEL_RESOURCE_ATTRIBUTES=service.version=...',
+  resourceAttributes: 'OTEL_RESOURCE_ATTRIBUTES',
+  exporter: 'OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT',
+  batch: 'OTEL_BSP_*',
+  sampler: 'OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG',
+  spanLimits: 'OTEL_SPAN_*_LIMIT',
+  propagators: 'OTEL_PROPAGATORS',
+};
+
+/** forRoot() options that the provider started by `otel-nest/register` cannot take any more. */
+export function sdkStartedByPreload(options: readonly string[]): string {
+  const vars = options.map((o) => ENV_HINT_BY_OPTION[o]).filter((v): v is string => v !== undefined);
+  const envHint = vars.length > 0 ? ` Set them with environment variables (${[...new Set(vars)].join(', ')})` : ' Configure them';
+  return (
+    `${MESSAGE_PREFIX} the OpenTelemetry SDK was already started by otel-nest/register, so ${quoteList(options)} ` +
+    `given to OtelModule.forRoot() cannot change it and ${options.length === 1 ? 'is' : 'are'} ignored.` +
+    `${envHint} for the preload, or drop --import otel-nest/register.`
+  );
+}
+
+/** A later forRoot() in the same process asked for a different SDK than the running one. */
+export function sdkReusedWithDifferentOptions(options: readonly string[], runningServiceName: string): string {
+  return (
+    `${MESSAGE_PREFIX} another OtelModule.forRoot() in this process already started the OpenTelemetry SDK ` +
+    `(service "${runningServiceName}"); ${quoteList(options)} given here ${options.length === 1 ? 'differs' : 'differ'} ` +
+    'and cannot change it, so spans of this application use the running SDK. Give every application in one ' +
+    'process the same SDK options, or run them in separate processes.'
+  );
+}
+
+export function foreignProviderIgnoresOptions(options: readonly string[]): string {
+  return (
+    `${MESSAGE_PREFIX} a tracer provider not started by otel-nest is already registered (your own NodeSDK?); ` +
+    `otel-nest uses it as is and ignores ${quoteList(options)}. Configure ${options.length === 1 ? 'it' : 'them'} ` +
+    'on your SDK, or remove it and let OtelModule start one.'
+  );
+}
+
+export function foreignProviderBaggage(keys: readonly string[]): string {
+  const list = keys.map((k) => `'${k}'`).join(', ');
+  return (
+    `${MESSAGE_PREFIX} "baggageToAttributes" needs a span processor, and the tracer provider was started by your ` +
+    `own SDK. Add new BaggageAttributesSpanProcessor([${list}]) (from 'otel-nest') to its spanProcessors.`
+  );
+}
+
+export function foreignProviderWithoutContextManager(): string {
+  return (
+    `${MESSAGE_PREFIX} your own tracer provider is registered but no context manager is, so spans will not ` +
+    'nest and context is lost across await. Register one, e.g. provider.register() or ' +
+    'context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()).'
+  );
+}
+
+export function propagatorAlreadyRegistered(): string {
+  return (
+    `${MESSAGE_PREFIX} a global propagator was already registered by someone else and is kept; the "propagators" ` +
+    'of otel-nest are not used. Register only one propagator per process.'
+  );
+}
+
+export function sdkFlushFailed(): string {
+  return `${MESSAGE_PREFIX} flushing spans failed; some spans may not have been exported.`;
+}
+
+export function sdkShutdownFailed(): string {
+  return `${MESSAGE_PREFIX} shutting the OpenTelemetry SDK down failed; some spans may not have been exported.`;
+}
+
+export function preloadFailed(): string {
+  return (
+    `${MESSAGE_PREFIX} otel-nest/register could not start the OpenTelemetry SDK; the application runs without ` +
+    'tracing. Check the OTEL_* environment variables.'
+  );
+}
+
+/** The parts of the one-line startup summary. */
+export interface SdkSummaryParts {
+  serviceName: string;
+  serviceVersion?: string;
+  disabled: boolean;
+  exporter: string;
+  endpoint: string;
+  sampler: string;
+  propagators: readonly string[];
+}
+
+/** `OtelModule: tracing "orders" 1.4.2 -> otlp http://localhost:4318/v1/traces, sampler ParentBased(AlwaysOn), propagators tracecontext,baggage.` */
+export function sdkSummary(parts: SdkSummaryParts): string {
+  if (parts.disabled) {
+    return `${MESSAGE_PREFIX} tracing is disabled (OTEL_SDK_DISABLED or { disabled: true }); no spans are recorded.`;
+  }
+  const version = parts.serviceVersion ? ` ${parts.serviceVersion}` : '';
+  const target = parts.endpoint && parts.endpoint !== '-' ? `${parts.exporter} ${parts.endpoint}` : parts.exporter;
+  return (
+    `${MESSAGE_PREFIX} tracing "${parts.serviceName}"${version} -> ${target}, sampler ${parts.sampler}, ` +
+    `propagators ${parts.propagators.join(',') || 'none'}.`
+  );
+}

@@ -1,0 +1,87 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
+import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
+import { resolveSdkConfig, type ResolvedSdkConfig } from './resolve-config.js';
+import { acquireSdk, releaseSdk, type SdkHandle } from './sdk-handle.js';
+
+/**
+ * Owns this application's hold on the process-wide OpenTelemetry SDK: acquires it when the module
+ * is created (so spans work from the first provider on), logs the startup summary, and on
+ * application shutdown flushes every finished span and releases it. The last application to
+ * release it shuts the SDK down.
+ */
+@Injectable()
+export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('OtelModule');
+  /** The resolved configuration (options over `OTEL_*` variables over defaults). */
+  readonly config: ResolvedSdkConfig;
+  private readonly handle: SdkHandle;
+  private readonly traced: string[] = [];
+  private released = false;
+
+  constructor(@Inject(OTEL_MODULE_OPTIONS) options: OtelModuleOptions) {
+    // Wrong options throw here, at bootstrap, with a message that says how to fix them.
+    this.config = resolveSdkConfig(options);
+    this.handle = acquireSdk(this.config);
+  }
+
+  /** True when spans are recorded by an SDK (ours or the application's own). */
+  get isActive(): boolean {
+    return !this.handle.disabled;
+  }
+
+  /** Called by the instrumentations so that the startup summary says what is traced. */
+  addTraced(what: string): void {
+    if (!this.traced.includes(what)) {
+      this.traced.push(what);
+    }
+  }
+
+  /** Exports every finished span now. */
+  async forceFlush(): Promise<void> {
+    await this.handle.forceFlush();
+  }
+
+  onApplicationBootstrap(): void {
+    if (this.config.logSummary === false) {
+      return;
+    }
+    for (const warning of [...this.config.warnings, ...this.handle.warnings]) {
+      this.logger.warn(warning);
+    }
+    this.logger.log(this.summary());
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.released) {
+      return;
+    }
+    this.released = true;
+    // Nest calls this after the HTTP server stopped taking requests, so every span of a finished
+    // request has ended by now and the flush below exports all of them.
+    await releaseSdk(this.handle);
+  }
+
+  /** One line: service, exporter, sampler, propagators, what is traced. */
+  summary(): string {
+    const traced = this.traced.length > 0 ? this.traced.join(', ') : 'nothing automatically';
+    if (this.handle.disabled) {
+      return `Tracing is OFF (${this.handle.disabledReason ?? 'SDK disabled'}); traced if enabled: ${traced}.`;
+    }
+    const sdk = this.handle.owned
+      ? this.handle.reused
+        ? 'SDK shared with an earlier OtelModule/otel-nest/register in this process'
+        : 'SDK started by OtelModule'
+      : "the application's own SDK";
+    return (
+      `Tracing service "${this.handle.serviceName}" (${sdk}): exporter ${this.handle.exporterDescription}, ` +
+      `sampler ${this.handle.samplerDescription}, propagators ${this.handle.propagatorDescription}; traced: ${traced}.`
+    );
+  }
+}

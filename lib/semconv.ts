@@ -1,0 +1,63 @@
+/**
+ * Attribute names this library emits. Stable names come from `@opentelemetry/semantic-conventions`;
+ * names that are still incubating there are spelled out here (the package asks consumers to copy
+ * incubating names rather than import its unstable entry point).
+ */
+export {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_ERROR_TYPE,
+  ATTR_EXCEPTION_MESSAGE,
+  ATTR_EXCEPTION_STACKTRACE,
+  ATTR_EXCEPTION_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_HTTP_ROUTE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PEER_PORT,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_SERVICE_NAME,
+  ATTR_SERVICE_VERSION,
+  ATTR_URL_FULL,
+  ATTR_URL_PATH,
+  ATTR_URL_QUERY,
+  ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+  ERROR_TYPE_VALUE_OTHER,
+} from '@opentelemetry/semantic-conventions';
+
+/** Prefix of opt-in request header attributes: `http.request.header.<lower-case name>`. */
+export const ATTR_HTTP_REQUEST_HEADER_PREFIX = 'http.request.header.';
+/** Prefix of opt-in response header attributes. */
+export const ATTR_HTTP_RESPONSE_HEADER_PREFIX = 'http.response.header.';
+
+/** `code.function.name`: the fully-qualified method a `@Traced` span wraps (`OrdersService.place`). */
+export const ATTR_CODE_FUNCTION_NAME = 'code.function.name';
+
+// Messaging (incubating in semantic-conventions 1.45).
+export const ATTR_MESSAGING_SYSTEM = 'messaging.system';
+export const ATTR_MESSAGING_OPERATION_NAME = 'messaging.operation.name';
+export const ATTR_MESSAGING_OPERATION_TYPE = 'messaging.operation.type';
+export const ATTR_MESSAGING_DESTINATION_NAME = 'messaging.destination.name';
+export const ATTR_MESSAGING_DESTINATION_TEMPORARY = 'messaging.destination.temporary';
+export const ATTR_MESSAGING_DESTINATION_ANONYMOUS = 'messaging.destination.anonymous';
+export const ATTR_MESSAGING_DESTINATION_PARTITION_ID = 'messaging.destination.partition.id';
+export const ATTR_MESSAGING_MESSAGE_ID = 'messaging.message.id';
+export const ATTR_MESSAGING_MESSAGE_CONVERSATION_ID = 'messaging.message.conversation_id';
+export const ATTR_MESSAGING_MESSAGE_BODY_SIZE = 'messaging.message.body.size';
+export const ATTR_MESSAGING_CONSUMER_GROUP_NAME = 'messaging.consumer.group.name';
+export const ATTR_MESSAGING_CLIENT_ID = 'messaging.client.id';
+export const ATTR_MESSAGING_KAFKA_MESSAGE_KEY = 'messaging.kafka.message.key';
+export const ATTR_MESSAGING_KAFKA_OFFSET = 'messaging.kafka.offset';
+export const ATTR_MESSAGING_RABBITMQ_ROUTING_KEY = 'messaging.rabbitmq.destination.routing_key';
+export const ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG = 'messaging.rabbitmq.message.delivery_tag';
+
+/** The Nest pattern of a microservice handler, as given to `@MessagePattern` / `@EventPattern`. */
+export const ATTR_NESTJS_PATTERN = 'nestjs.pattern';
+/** `message` (request-reply, `@MessagePattern`) or `event` (`@EventPattern`). */
+export const ATTR_NESTJS_HANDLER_TYPE = 'nestjs.handler.type';
+/** The controller class and method that handled a request: `OrdersController.findOne`. */
+export const ATTR_NESTJS_CONTROLLER = 'nestjs.controller';
+export const ATTR_NESTJS_HANDLER = 'nestjs.handler';

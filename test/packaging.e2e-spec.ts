@@ -1,0 +1,107 @@
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { startChildApp, type ChildApp } from './support/child-app.js';
+import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
+
+const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
+const PARENT_ID = 'b7ad6b7169203331';
+const SERVER = 2;
+
+/**
+ * Real processes, real OTLP/HTTP: each test starts a Nest app in a child process that loads
+ * otel-nest by its package name, and a receiver in this process that decodes what arrives.
+ */
+describe('otel-nest as users load it (child processes, OTLP/HTTP to a real receiver)', () => {
+  let receiver: OtlpReceiver;
+  let child: ChildApp | undefined;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  afterAll(async () => {
+    await receiver?.close();
+  });
+  afterEach(async () => {
+    await child?.stop('SIGKILL');
+    child = undefined;
+    receiver.spans.length = 0;
+  });
+
+  async function request(port: number, path: string, headers: Record<string, string> = {}): Promise<{ id: string; traceId: string }> {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
+    expect(response.status).toBe(200);
+    return (await response.json()) as { id: string; traceId: string };
+  }
+
+  it.each([
+    ['ESM (import)', 'test/fixtures/app.mjs'],
+    ['CommonJS (require)', 'test/fixtures/app.cjs'],
+  ])('%s app: SERVER span continues the caller trace and reaches the collector', async (_label, fixture) => {
+    child = await startChildApp(fixture, {
+      FIXTURE_OTEL_OPTIONS: JSON.stringify({
+        serviceName: 'packaging-fixture',
+        serviceVersion: '1.2.3',
+        exporter: { url: receiver.url },
+        batch: { scheduledDelayMillis: 50 },
+      }),
+    });
+    const body = await request(child.port, '/orders/7', { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` });
+    expect(body).toEqual({ id: '7', traceId: TRACE_ID });
+
+    const [span] = await receiver.waitForSpans((s) => s.name === 'GET /orders/:id');
+    expect(span).toMatchObject({ traceId: TRACE_ID, parentSpanId: PARENT_ID, kind: SERVER });
+    expect(span!.attributes).toMatchObject({ 'http.route': '/orders/:id', 'http.response.status_code': 200 });
+    expect(span!.resource).toMatchObject({ 'service.name': 'packaging-fixture', 'service.version': '1.2.3' });
+    const post = receiver.requests.at(-1)!;
+    expect(post.contentType).toContain('application/json');
+    // The startup summary names the exporter endpoint and what is traced.
+    expect(child.output()).toContain(`exporter otlp ${receiver.url}`);
+    expect(child.output()).toContain('HTTP server (express)');
+  });
+
+  it('SIGTERM with enableShutdownHooks(): every span of a finished request is exported before exit', async () => {
+    // A one-minute batch delay: nothing is exported unless shutdown flushes.
+    child = await startChildApp('test/fixtures/app.mjs', {
+      FIXTURE_OTEL_OPTIONS: JSON.stringify({
+        serviceName: 'sigterm-fixture',
+        exporter: { url: receiver.url },
+        batch: { scheduledDelayMillis: 60_000 },
+      }),
+    });
+    const traceIds: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      traceIds.push((await request(child.port, `/orders/${i}`)).traceId);
+    }
+    expect(receiver.spans).toHaveLength(0);
+
+    const exit = await child.stop('SIGTERM');
+    child = undefined;
+    expect(exit.signal ?? exit.code).toBeTruthy();
+    const servers = receiver.spans.filter((s) => s.kind === SERVER);
+    expect(servers.map((s) => s.traceId).sort()).toEqual([...traceIds].sort());
+    expect(new Set(servers.map((s) => s.resource['service.name']))).toEqual(new Set(['sigterm-fixture']));
+  });
+
+  it('otel-nest/register preload: the SDK comes from OTEL_* variables and OtelModule uses it', async () => {
+    child = await startChildApp(
+      'test/fixtures/app.mjs',
+      {
+        OTEL_SERVICE_NAME: 'preloaded',
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, ''),
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,team=payments',
+        FIXTURE_OTEL_OPTIONS: JSON.stringify({}),
+      },
+      ['--import', 'otel-nest/register'],
+    );
+    const body = await request(child.port, '/orders/1');
+    const [span] = await receiver.waitForSpans((s) => s.traceId === body.traceId && s.kind === SERVER);
+    expect(span!.resource).toMatchObject({
+      'service.name': 'preloaded',
+      'deployment.environment.name': 'test',
+      team: 'payments',
+    });
+    // One SDK: the module said it shares the preload's instead of registering a second one.
+    expect(child.output()).toMatch(/SDK shared with an earlier OtelModule\/otel-nest\/register/);
+    expect(child.output()).not.toMatch(/Attempted duplicate registration/);
+  });
+});
