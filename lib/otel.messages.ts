@@ -42,6 +42,17 @@ function quoteList(values: readonly string[]): string {
 // Configuration errors (thrown as OtelConfigError at bootstrap)
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * A mistake in the options given to `OtelModule.forRoot()`, thrown at bootstrap. The message says
+ * what is wrong and how to fix it. Problems in `OTEL_*` variables are warnings instead.
+ */
+export class OtelConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OtelConfigError';
+  }
+}
+
 /** What each option must be, and an example of a correct value. Keys are option paths. */
 const OPTION_HINTS = {
   options: {
@@ -352,6 +363,28 @@ export function propagatorAlreadyRegistered(): string {
   );
 }
 
+export function disabledByOption(): string {
+  return '{ disabled: true }';
+}
+
+export function disabledByEnv(): string {
+  return 'OTEL_SDK_DISABLED=true';
+}
+
+/** Describes the parts of a provider otel-nest did not create (the application's own SDK). */
+export const FOREIGN_SDK_DESCRIPTION = "set by the application's own SDK";
+
+export function baggageKeysIgnored(keys: unknown): string {
+  return (
+    `${MESSAGE_PREFIX} BaggageAttributesSpanProcessor takes an array of non-empty baggage keys, got ` +
+    `${describeValue(keys)}; the other values are ignored. Use e.g. ['tenant.id', 'user.id'].`
+  );
+}
+
+export function baggageCopyFailed(): string {
+  return `${MESSAGE_PREFIX} BaggageAttributesSpanProcessor could not copy baggage onto a span; the span goes on without it.`;
+}
+
 export function sdkFlushFailed(): string {
   return `${MESSAGE_PREFIX} flushing spans failed; some spans may not have been exported.`;
 }
@@ -372,6 +405,8 @@ export interface SdkSummaryParts {
   serviceName: string;
   serviceVersion?: string;
   disabled: boolean;
+  /** e.g. `OTEL_SDK_DISABLED=true`. */
+  disabledReason?: string | undefined;
   exporter: string;
   endpoint: string;
   sampler: string;
@@ -381,7 +416,8 @@ export interface SdkSummaryParts {
 /** `OtelModule: tracing "orders" 1.4.2 -> otlp http://localhost:4318/v1/traces, sampler ParentBased(AlwaysOn), propagators tracecontext,baggage.` */
 export function sdkSummary(parts: SdkSummaryParts): string {
   if (parts.disabled) {
-    return `${MESSAGE_PREFIX} tracing is disabled (OTEL_SDK_DISABLED or { disabled: true }); no spans are recorded.`;
+    const reason = parts.disabledReason ?? 'OTEL_SDK_DISABLED=true or { disabled: true }';
+    return `${MESSAGE_PREFIX} tracing is disabled (${reason}); no spans are recorded.`;
   }
   const version = parts.serviceVersion ? ` ${parts.serviceVersion}` : '';
   const target = parts.endpoint && parts.endpoint !== '-' ? `${parts.exporter} ${parts.endpoint}` : parts.exporter;

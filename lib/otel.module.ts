@@ -2,7 +2,7 @@ import { Module } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { HttpClientInstrumentation } from './http/http-client.instrumentation.js';
 import { HttpServerInstrumentation } from './http/http-server.instrumentation.js';
-import { HttpTracingInterceptor } from './interceptors/http-tracing.interceptor.js';
+import { OtelTracingInterceptor } from './interceptors/otel-tracing.interceptor.js';
 import { ConfigurableOtelModule } from './otel.module-definition.js';
 import { OtelSdkService } from './sdk/otel-sdk.service.js';
 import { TraceService } from './services/trace.service.js';
@@ -26,7 +26,7 @@ import { TraceService } from './services/trace.service.js';
     HttpServerInstrumentation,
     HttpClientInstrumentation,
     TraceService,
-    { provide: APP_INTERCEPTOR, useClass: HttpTracingInterceptor },
+    { provide: APP_INTERCEPTOR, useClass: OtelTracingInterceptor },
   ],
   exports: [TraceService, OtelSdkService],
 })

@@ -6,6 +6,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { firstValueFrom, map, type Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { plainRequest } from './support/http-request.js';
 import { OtelTestingModule, expectSpan, findSpans, getSpan, spanRecorder, traceOf } from '../lib/testing/index.js';
 
 const BACKEND_URL = Symbol('BACKEND_URL');
@@ -96,8 +97,8 @@ describe('outgoing HTTP: fetch and HttpService continue the trace into a second 
     ['fetch', '/gateway/fetch/:sku'],
     ['axios', '/gateway/axios/:sku'],
   ])('%s: gateway SERVER -> CLIENT -> backend SERVER is one trace', async (kind, route) => {
-    const response = await fetch(`${gatewayUrl}/gateway/${kind}/sku-1`);
-    const body = (await response.json()) as { sku: string; traceparent: string };
+    const response = await plainRequest(`${gatewayUrl}/gateway/${kind}/sku-1`);
+    const body = response.json() as { sku: string; traceparent: string };
     expect(body.sku).toBe('sku-1');
 
     const spans = await spanRecorder.waitForSpans((s) => findSpans(s, { kind: SpanKind.SERVER }).length >= 2 && findSpans(s, { kind: SpanKind.CLIENT }).length >= 1);
@@ -118,8 +119,8 @@ describe('outgoing HTTP: fetch and HttpService continue the trace into a second 
   });
 
   it('HttpService: a 500 answer makes the CLIENT span ERROR with error.type', async () => {
-    const response = await fetch(`${gatewayUrl}/gateway/axios-fail/sku-2`);
-    expect(await response.json()).toEqual({ status: 500 });
+    const response = await plainRequest(`${gatewayUrl}/gateway/axios-fail/sku-2`);
+    expect(response.json()).toEqual({ status: 500 });
     const spans = await spanRecorder.waitForSpans((s) => findSpans(s, { kind: SpanKind.SERVER }).length >= 2);
     const server = getSpan(spans, { name: 'GET /gateway/axios-fail/:sku' });
     const client = getSpan(traceOf(spans, server), { kind: SpanKind.CLIENT });

@@ -20,6 +20,7 @@ import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { timer, map, type Observable } from 'rxjs';
 import { TraceService, Traced } from '../lib/index.js';
+import { plainRequest } from './support/http-request.js';
 import { OtelTestingModule, expectSpan, getSpan, spanRecorder, findSpans } from '../lib/testing/index.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -114,11 +115,11 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
   beforeEach(() => spanRecorder.reset());
 
   it('continues the caller trace from traceparent with the route name and stable attributes', async () => {
-    const response = await fetch(`${base}/orders/42?verbose=1&X-Amz-Signature=abc`, {
+    const response = await plainRequest(`${base}/orders/42?verbose=1&X-Amz-Signature=abc`, {
       headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01`, 'user-agent': 'otel-nest-test' },
     });
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { id: string; traceId: string };
+    const body = response.json() as { id: string; traceId: string };
     expect(body).toEqual({ id: '42', traceId: TRACE_ID });
 
     const spans = await spanRecorder.waitForSpans((s) => s.some((span) => span.kind === SpanKind.SERVER));
@@ -147,21 +148,21 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
   });
 
   it('starts a new root trace when there is no traceparent', async () => {
-    await fetch(`${base}/orders/7`);
+    await plainRequest(`${base}/orders/7`);
     const spans = await spanRecorder.waitForSpans((s) => s.some((span) => span.kind === SpanKind.SERVER));
     const server = getSpan(spans, { kind: SpanKind.SERVER });
     expectSpan(server, spans).toBeRoot().toHaveName('GET /orders/:id');
   });
 
   it('keeps the span active inside an Observable the handler returns', async () => {
-    const response = await fetch(`${base}/orders/9/stream`, { headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` } });
-    expect(await response.json()).toEqual({ id: '9', traceId: TRACE_ID });
+    const response = await plainRequest(`${base}/orders/9/stream`, { headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` } });
+    expect(response.json()).toEqual({ id: '9', traceId: TRACE_ID });
     const spans = await spanRecorder.waitForSpans(1);
     expectSpan(getSpan(spans, { kind: SpanKind.SERVER }), spans).toHaveName('GET /orders/:id/stream');
   });
 
   it('marks a thrown error as a 500 ERROR span with error.type, recorded once', async () => {
-    const response = await fetch(`${base}/orders/1/fail`);
+    const response = await plainRequest(`${base}/orders/1/fail`);
     expect(response.status).toBe(500);
     const spans = await spanRecorder.waitForSpans(1);
     const server = getSpan(spans, { kind: SpanKind.SERVER });
@@ -174,7 +175,7 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
   });
 
   it('traces a request a guard rejects (403, status unset)', async () => {
-    const response = await fetch(`${base}/orders/1/secret`);
+    const response = await plainRequest(`${base}/orders/1/secret`);
     expect(response.status).toBe(403);
     const spans = await spanRecorder.waitForSpans(1);
     expectSpan(getSpan(spans, { kind: SpanKind.SERVER }), spans)
@@ -185,7 +186,7 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
   });
 
   it('traces a request a pipe rejects (400)', async () => {
-    const response = await fetch(`${base}/orders`, {
+    const response = await plainRequest(`${base}/orders`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ quantity: -1 }),
@@ -199,7 +200,7 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
   });
 
   it('traces an unknown route (404) without using the raw path as name', async () => {
-    const response = await fetch(`${base}/nowhere/123`);
+    const response = await plainRequest(`${base}/nowhere/123`);
     expect(response.status).toBe(404);
     const spans = await spanRecorder.waitForSpans(1);
     expectSpan(getSpan(spans, { kind: SpanKind.SERVER }), spans)
@@ -217,7 +218,7 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
     ['all-zero span id', { traceparent: `00-${TRACE_ID}-${'0'.repeat(16)}-01` }],
     ['bad baggage', { traceparent: 'nope', baggage: '=;;;%%%,k=v=w,' + 'a'.repeat(9000) }],
   ])('answers 200 with a new root trace for a malformed header (%s)', async (_label, headers) => {
-    const response = await fetch(`${base}/orders/5`, { headers });
+    const response = await plainRequest(`${base}/orders/5`, { headers });
     expect(response.status).toBe(200);
     const spans = await spanRecorder.waitForSpans(1);
     const server = getSpan(spans, { kind: SpanKind.SERVER });
@@ -231,10 +232,10 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
     const traceIds = Array.from({ length: count }, (_, i) => (i + 1).toString(16).padStart(32, 'a'));
     const bodies = await Promise.all(
       traceIds.map(async (traceId, i) => {
-        const response = await fetch(`${base}/orders/${i}/stream`, {
+        const response = await plainRequest(`${base}/orders/${i}/stream`, {
           headers: { traceparent: `00-${traceId}-${PARENT_ID}-01` },
         });
-        return (await response.json()) as { id: string; traceId: string };
+        return response.json() as { id: string; traceId: string };
       }),
     );
     // Each handler saw its own trace, even though the Observables resolved interleaved.

@@ -1,7 +1,11 @@
 import { diag, SpanKind, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { ATTR_CODE_FUNCTION_NAME } from '../semconv.js';
+import { OTEL_CONSUME_EXTRA } from '../transports/shared/messaging-tracing.js';
 import { runInSpan } from '../utils/run-in-context.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
+
+/** `PATTERN_EXTRAS_METADATA` of @nestjs/microservices (a string, so this file does not load the package). */
+const PATTERN_EXTRAS_METADATA = 'microservices:pattern_extras';
 
 /**
  * Reflect-metadata key, on the traced method's function, holding {@link TracedOptions.consume}.
@@ -151,6 +155,13 @@ function wrapMethod(
   }
   if (options.consume) {
     Reflect.defineMetadata(OTEL_TRACED_CONSUME_METADATA, options.consume, wrapper);
+    // Nest hands a handler's pattern extras to the transport server, where the traced servers read
+    // the policy. @MessagePattern/@EventPattern merge their extras into these, in either order.
+    Reflect.defineMetadata(
+      PATTERN_EXTRAS_METADATA,
+      { ...Reflect.getMetadata(PATTERN_EXTRAS_METADATA, wrapper), [OTEL_CONSUME_EXTRA]: options.consume },
+      wrapper,
+    );
   }
   return wrapper;
 }

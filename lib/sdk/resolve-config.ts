@@ -8,6 +8,7 @@ import type {
   SamplerName,
 } from '../interfaces/otel-module-options.interface.js';
 import {
+  OtelConfigError,
   batchSizeAboveQueueSize,
   envBatchSizeAboveQueueSize,
   envInvalidBoolean,
@@ -22,6 +23,8 @@ import {
   envUnsupportedExporters,
   envUnsupportedPropagators,
   envUnsupportedProtocol,
+  disabledByEnv,
+  disabledByOption,
   exporterWithoutShutdown,
   invalidOption,
   propagatorNoneCombined,
@@ -31,13 +34,7 @@ import {
 } from '../otel.messages.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 
-/** A configuration mistake in explicit options, thrown at bootstrap. The message says how to fix it. */
-export class OtelConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OtelConfigError';
-  }
-}
+export { OtelConfigError };
 
 /** A propagator that actually propagates (`'none'` resolves to an empty list). */
 export type KnownPropagatorName = Exclude<PropagatorName, 'none'>;
@@ -92,6 +89,10 @@ export interface SdkConfigSummary {
 export interface ResolvedSdkConfig {
   /** `OTEL_SDK_DISABLED` / `disabled`: register nothing. */
   readonly disabled: boolean;
+  /** What turned the SDK off (`{ disabled: true }` or `OTEL_SDK_DISABLED=true`); undefined when on. */
+  readonly disabledReason: string | undefined;
+  /** `logSummary` option: log the startup summary and the warnings. Default true. */
+  readonly logSummary: boolean;
   readonly serviceName: string;
   readonly serviceVersion: string | undefined;
   /** Resource attributes other than `service.name` / `service.version` (explicit over env). */
@@ -192,7 +193,6 @@ const OPTION_ALIASES: Readonly<Record<string, string>> = {
   processors: 'spanProcessors',
   endpoint: 'url',
   timeout: 'timeoutMillis',
-  headersMillis: 'headers',
 };
 
 /**
@@ -205,7 +205,9 @@ export function resolveSdkConfig(options: OtelModuleOptions, env: NodeJS.Process
   const opts = validateOptions(options);
   const reader = new EnvReader(env);
 
-  const disabled = opts.disabled ?? reader.boolean('OTEL_SDK_DISABLED') ?? false;
+  const envDisabled = reader.boolean('OTEL_SDK_DISABLED');
+  const disabled = opts.disabled ?? envDisabled ?? false;
+  const disabledReason = !disabled ? undefined : opts.disabled === true ? disabledByOption() : disabledByEnv();
   const resource = resolveResource(opts, reader);
   const exporter = resolveExporter(opts, reader);
   const batch = resolveBatch(opts, reader);
@@ -216,6 +218,8 @@ export function resolveSdkConfig(options: OtelModuleOptions, env: NodeJS.Process
 
   return {
     disabled,
+    disabledReason,
+    logSummary: opts.logSummary ?? true,
     ...resource,
     exporter,
     batch,
@@ -242,6 +246,7 @@ export function describeSdkConfig(config: ResolvedSdkConfig): string {
     serviceName: config.serviceName,
     serviceVersion: config.serviceVersion,
     disabled: config.disabled,
+    disabledReason: config.disabledReason,
     ...config.summary,
   });
 }
@@ -306,7 +311,7 @@ function resolveResource(
 
 function resolveExporter(opts: OtelModuleOptions, reader: EnvReader): ResolvedExporter {
   const option = opts.exporter;
-  if (option !== undefined && isSpanExporter(option)) {
+  if (typeof option === 'object' && isSpanExporter(option)) {
     return { kind: 'instance', exporter: option };
   }
   const kind: ExporterName = typeof option === 'string' ? option : option !== undefined ? 'otlp' : reader.exporterName();
@@ -332,9 +337,11 @@ function resolveExporter(opts: OtelModuleOptions, reader: EnvReader): ResolvedEx
     },
     timeoutMillis:
       explicit.timeoutMillis ??
-      reader.integer('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 1, 'the next setting') ??
-      reader.integer('OTEL_EXPORTER_OTLP_TIMEOUT', 1, String(SDK_DEFAULTS.otlpTimeoutMillis)) ??
-      SDK_DEFAULTS.otlpTimeoutMillis,
+      reader.firstInteger(
+        ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'],
+        1,
+        SDK_DEFAULTS.otlpTimeoutMillis,
+      ),
   };
 }
 
@@ -344,7 +351,7 @@ function resolveBatch(opts: OtelModuleOptions, reader: EnvReader): Required<Batc
   }
   const explicit = opts.batch ?? {};
   const pick = (key: keyof BatchOptions, variable: string): number =>
-    explicit[key] ?? reader.integer(variable, 1, String(SDK_DEFAULTS.batch[key])) ?? SDK_DEFAULTS.batch[key];
+    explicit[key] ?? reader.firstInteger([variable], 1, SDK_DEFAULTS.batch[key]);
   const batch = {
     maxQueueSize: pick('maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE'),
     maxExportBatchSize: pick('maxExportBatchSize', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
@@ -381,18 +388,8 @@ function resolveSampler(opts: OtelModuleOptions, reader: EnvReader): ResolvedSam
 function resolveSpanLimits(opts: OtelModuleOptions, reader: EnvReader): Required<SpanLimits> {
   const explicit = opts.spanLimits ?? {};
   // Model-specific variables win over the general ones, as the specification says.
-  const pick = (key: keyof SpanLimits, ...variables: string[]): number => {
-    if (explicit[key] !== undefined) {
-      return explicit[key];
-    }
-    for (const variable of variables) {
-      const value = reader.integer(variable, 0, 'the next setting');
-      if (value !== undefined) {
-        return value;
-      }
-    }
-    return SDK_DEFAULTS.spanLimits[key];
-  };
+  const pick = (key: keyof SpanLimits, ...variables: string[]): number =>
+    explicit[key] ?? reader.firstInteger(variables, 0, SDK_DEFAULTS.spanLimits[key]);
   return {
     attributeValueLengthLimit: pick(
       'attributeValueLengthLimit',
@@ -488,6 +485,17 @@ class EnvReader {
     return value;
   }
 
+  /**
+   * The first of `variables` (highest priority first) that holds a valid integer, else `fallback`.
+   * Read from the lowest priority up, so a warning can name the value actually used instead.
+   */
+  firstInteger(variables: readonly string[], minimum: 0 | 1, fallback: number): number {
+    return variables.reduceRight<number>(
+      (used, variable) => this.integer(variable, minimum, String(used)) ?? used,
+      fallback,
+    );
+  }
+
   exporterName(): ExporterName {
     const raw = this.string('OTEL_TRACES_EXPORTER') ?? '';
     const values = this.list('OTEL_TRACES_EXPORTER') ?? [];
@@ -569,7 +577,7 @@ class EnvReader {
         decodedValue = decodeURIComponent((parts[1] ?? '').trim());
       } catch {
         this.warn(envInvalidResourceAttributes(entry.trim()));
-        return {};
+        continue;
       }
       attributes[decodedKey] = decodedValue;
     }

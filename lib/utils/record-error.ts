@@ -51,9 +51,12 @@ export function recordError(span: Span, error: unknown, errorType: string = erro
     if (isObject) {
       recorded.add(error);
     }
-    span.recordException(
-      error instanceof Error ? error : ({ name: errorType, message: messageOf(error) } as Exception),
-    );
+    // exception.type is the class (`PaymentDeclinedError`), which `error.name` often is not.
+    const exception: Exception = { name: errorTypeOf(error), message: messageOf(error) };
+    if (error instanceof Error && error.stack) {
+      exception.stack = error.stack;
+    }
+    span.recordException(exception);
   } catch {
     // A span implementation that throws must not turn the user's error into ours.
   }

@@ -1,0 +1,234 @@
+import {
+  context,
+  createContextKey,
+  propagation,
+  ProxyTracerProvider,
+  trace,
+  type TextMapPropagator,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
+import { JaegerPropagator } from '@opentelemetry/propagator-jaeger';
+import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ConsoleSpanExporter,
+  ParentBasedSampler,
+  SimpleSpanProcessor,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
+import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import type {
+  KnownPropagatorName,
+  ResolvedExporter,
+  ResolvedPropagators,
+  ResolvedSampler,
+  ResolvedSdkConfig,
+} from './resolve-config.js';
+
+/**
+ * Where the process-wide SDK state of otel-nest lives (see sdk-handle.ts). A global symbol, not a
+ * module variable, so that two copies of this package in one process (a CJS and an ESM path, or
+ * two versions) still share one SDK, as they share the globals of `@opentelemetry/api`.
+ */
+export const OTEL_NEST_SDK_KEY = Symbol.for('otel-nest.sdk');
+
+/** What {@link createTracerProvider} builds. Nothing is registered globally yet. */
+export interface TracerProviderBundle {
+  provider: NodeTracerProvider;
+  propagator: TextMapPropagator;
+  /** First span processor of the provider; its keys can change while it runs. */
+  baggageProcessor: BaggageAttributesSpanProcessor;
+}
+
+/** Which globals {@link registerGlobals} set (each false when someone else's was kept). */
+export interface RegisteredGlobals {
+  tracerProvider: boolean;
+  propagator: boolean;
+  contextManager: boolean;
+}
+
+/**
+ * Builds the tracer provider described by `config`. Every setting is passed explicitly: the SDK's
+ * own `OTEL_*` fallbacks read `process.env`, while `config` may come from another environment.
+ * Resource detectors are not run (they are async); `telemetry.sdk.*` comes from `defaultResource()`.
+ */
+export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderBundle {
+  const baggageProcessor = new BaggageAttributesSpanProcessor(config.baggageToAttributes);
+  const exporter = createExporter(config.exporter);
+  const exportProcessors: SpanProcessor[] =
+    exporter === undefined
+      ? []
+      : [config.batch === false ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter, { ...config.batch })];
+  const provider = new NodeTracerProvider({
+    resource: createResource(config),
+    sampler: createSampler(config.sampler),
+    spanLimits: { ...config.spanLimits },
+    // The baggage processor first: it sets attributes in onStart, before any other processor
+    // (a redaction processor, say) looks at the span.
+    spanProcessors: [baggageProcessor, ...exportProcessors, ...config.spanProcessors],
+  });
+  return { provider, propagator: createPropagator(config.propagators), baggageProcessor };
+}
+
+export function createResource(config: Pick<ResolvedSdkConfig, 'serviceName' | 'serviceVersion' | 'resourceAttributes'>): Resource {
+  return defaultResource().merge(
+    resourceFromAttributes({
+      ...config.resourceAttributes,
+      [ATTR_SERVICE_NAME]: config.serviceName,
+      ...(config.serviceVersion !== undefined ? { [ATTR_SERVICE_VERSION]: config.serviceVersion } : {}),
+    }),
+  );
+}
+
+/** `undefined` for `none`: the provider then records spans (and propagates) but exports nothing. */
+export function createExporter(exporter: ResolvedExporter): SpanExporter | undefined {
+  switch (exporter.kind) {
+    case 'otlp':
+      return new OTLPTraceExporter({
+        url: exporter.url,
+        headers: { ...exporter.headers },
+        timeoutMillis: exporter.timeoutMillis,
+      });
+    case 'console':
+      return new ConsoleSpanExporter();
+    case 'none':
+      return undefined;
+    case 'instance':
+      return exporter.exporter;
+  }
+}
+
+export function createSampler(sampler: ResolvedSampler): Sampler {
+  if (sampler.kind === 'instance') {
+    return sampler.sampler;
+  }
+  const ratio = (): Sampler => new TraceIdRatioBasedSampler(sampler.ratio ?? 1);
+  switch (sampler.name) {
+    case 'always_on':
+      return new AlwaysOnSampler();
+    case 'always_off':
+      return new AlwaysOffSampler();
+    case 'traceidratio':
+      return ratio();
+    case 'parentbased_always_on':
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case 'parentbased_always_off':
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new ParentBasedSampler({ root: ratio() });
+  }
+}
+
+export function createPropagator(propagators: ResolvedPropagators): TextMapPropagator {
+  if (propagators.kind === 'instance') {
+    return propagators.propagator;
+  }
+  // Extraction runs in this order and a later propagator's context wins, as in the SDK.
+  return new CompositePropagator({ propagators: propagators.names.map(createNamedPropagator) });
+}
+
+function createNamedPropagator(name: KnownPropagatorName): TextMapPropagator {
+  switch (name) {
+    case 'tracecontext':
+      return new W3CTraceContextPropagator();
+    case 'baggage':
+      return new W3CBaggagePropagator();
+    case 'b3':
+      return new B3Propagator();
+    case 'b3multi':
+      return new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
+    case 'jaeger':
+      return new JaegerPropagator();
+  }
+}
+
+const CONTEXT_PROBE = createContextKey('otel-nest context manager probe');
+
+/**
+ * Whether a working context manager is registered, through public API only: the no-op manager
+ * of `@opentelemetry/api` ignores `with()`, so a value set there is not active inside. (The
+ * alternatives read internals: the private `context._getContextManager()`, comparing a class name
+ * that minifiers rename, or the API's global registry symbol.) Checking first avoids the
+ * "Attempted duplicate registration" diag error that `setGlobalContextManager` logs.
+ */
+export function hasContextManager(): boolean {
+  const probe = context.active().setValue(CONTEXT_PROBE, true);
+  return context.with(probe, () => context.active().getValue(CONTEXT_PROBE) === true);
+}
+
+/**
+ * Whether a global propagator is registered: the no-op one injects no fields. (A registered
+ * composite of zero propagators looks the same; registering over it would only fail with a
+ * diag error, which `setGlobalPropagator`'s result reports.)
+ */
+export function hasGlobalPropagator(): boolean {
+  return propagation.fields().length > 0;
+}
+
+/**
+ * Registers `provider` and `propagator` globally, and an AsyncLocalStorage context manager unless
+ * one works already (the application's, or a test's). Returns what it registered, so that exactly
+ * that can be unregistered later.
+ */
+export function registerGlobals(provider: TracerProvider, propagator: TextMapPropagator): RegisteredGlobals {
+  let contextManager = false;
+  if (!hasContextManager()) {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    contextManager = context.setGlobalContextManager(manager);
+    if (!contextManager) {
+      manager.disable();
+    }
+  }
+  const tracerProvider = trace.setGlobalTracerProvider(provider);
+  const propagatorRegistered = hasGlobalPropagator() ? false : propagation.setGlobalPropagator(propagator);
+  return { tracerProvider, propagator: propagatorRegistered, contextManager };
+}
+
+/** Undoes {@link registerGlobals}: only what it registered, so a later SDK can register afresh. */
+export function unregisterGlobals(registered: RegisteredGlobals): void {
+  if (registered.tracerProvider) {
+    trace.disable();
+  }
+  if (registered.propagator) {
+    propagation.disable();
+  }
+  if (registered.contextManager) {
+    // Also disables the manager itself (its AsyncLocalStorage).
+    context.disable();
+  }
+}
+
+/** The provider spans go to: the delegate of the API's proxy, or the registered one as is. */
+export function globalTracerProvider(): TracerProvider {
+  const registered = trace.getTracerProvider();
+  // Duck-typed: a proxy from another copy of @opentelemetry/api is not instanceof ours.
+  const delegate = (registered as Partial<ProxyTracerProvider>).getDelegate?.call(registered);
+  return delegate ?? registered;
+}
+
+/** The API's no-op provider: what an unregistered proxy delegates to. */
+const NOOP_TRACER_PROVIDER: TracerProvider = new ProxyTracerProvider().getDelegate();
+
+/**
+ * Whether a real tracer provider is registered globally, and whether otel-nest registered it
+ * (its provider is the one held under {@link OTEL_NEST_SDK_KEY}).
+ */
+export function detectExistingProvider(): 'none' | 'otel-nest' | 'foreign' {
+  const provider = globalTracerProvider();
+  if (provider === NOOP_TRACER_PROVIDER) {
+    return 'none';
+  }
+  const state = (globalThis as Record<symbol, { provider?: unknown } | undefined>)[OTEL_NEST_SDK_KEY];
+  return state?.provider === provider ? 'otel-nest' : 'foreign';
+}

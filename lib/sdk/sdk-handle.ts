@@ -1,0 +1,443 @@
+import { diag, type TextMapPropagator } from '@opentelemetry/api';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import {
+  FOREIGN_SDK_DESCRIPTION,
+  foreignProviderBaggage,
+  foreignProviderIgnoresOptions,
+  foreignProviderWithoutContextManager,
+  preloadFailed,
+  propagatorAlreadyRegistered,
+  sdkFlushFailed,
+  sdkReusedWithDifferentOptions,
+  sdkShutdownFailed,
+  sdkStartedByPreload,
+} from '../otel.messages.js';
+import type { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import { resolveSdkConfig, type ResolvedSdkConfig, type SdkOptionName } from './resolve-config.js';
+import {
+  OTEL_NEST_SDK_KEY,
+  createTracerProvider,
+  detectExistingProvider,
+  globalTracerProvider,
+  hasContextManager,
+  registerGlobals,
+  unregisterGlobals,
+  type RegisteredGlobals,
+} from './sdk-factory.js';
+
+/** Where acquireSdk reports what happens after it returned (flush and shutdown failures). */
+export interface SdkLogger {
+  warn(message: string): void;
+  error(message: string, error?: unknown): void;
+}
+
+/** Reports through `diag` (silent unless the application set a diag logger). */
+export const diagSdkLogger: SdkLogger = {
+  warn: (message) => diag.warn(message),
+  error: (message, error) => diag.error(message, error),
+};
+
+/** One holder's share of the process-wide SDK. */
+export interface SdkHandle {
+  /** The provider was created by otel-nest (by this holder or an earlier one). */
+  readonly owned: boolean;
+  /** An otel-nest provider already ran and this holder shares it. */
+  readonly reused: boolean;
+  /** Tracing is off: nothing was registered. */
+  readonly disabled: boolean;
+  /** What turned it off (`{ disabled: true }` or `OTEL_SDK_DISABLED=true`). */
+  readonly disabledReason: string | undefined;
+  /** The configuration this holder asked for (the running SDK may have been made from another). */
+  readonly config: ResolvedSdkConfig;
+  /** The otel-nest provider spans go to; undefined when disabled or foreign. */
+  readonly provider: NodeTracerProvider | undefined;
+  /** For the caller to log: why options could not apply. Environment warnings are in `config.warnings`. */
+  readonly warnings: readonly string[];
+  /** `service.name` of the running SDK (for a foreign provider: the one asked for here). */
+  readonly serviceName: string;
+  /** e.g. `otlp http://localhost:4318/v1/traces`, `console`, `none`, `InMemorySpanExporter`. */
+  readonly exporterDescription: string;
+  /** e.g. `ParentBased(AlwaysOn)`. */
+  readonly samplerDescription: string;
+  /** e.g. `tracecontext,baggage`. */
+  readonly propagatorDescription: string;
+  /** Exports every finished span now. Never rejects. */
+  forceFlush(): Promise<void>;
+  /**
+   * Releases this holder (same as {@link releaseSdk}). The last holder of an otel-nest provider
+   * shuts it down. Idempotent; never rejects.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** Who started the shared SDK: the preload speaks for the environment, a module for its options. */
+type SdkOrigin = 'preload' | 'module';
+
+/** The process-wide SDK, stored under {@link OTEL_NEST_SDK_KEY}. */
+interface SdkState {
+  readonly version: 1;
+  readonly origin: SdkOrigin;
+  readonly provider: NodeTracerProvider;
+  readonly propagator: TextMapPropagator;
+  readonly baggageProcessor: BaggageAttributesSpanProcessor;
+  /** The configuration the provider was built from. */
+  readonly config: ResolvedSdkConfig;
+  readonly registered: RegisteredGlobals;
+  readonly holders: Set<SdkHandle>;
+}
+
+type GlobalSlots = Record<symbol, unknown>;
+
+function currentState(): SdkState | undefined {
+  const state = (globalThis as GlobalSlots)[OTEL_NEST_SDK_KEY] as SdkState | undefined;
+  return state?.version === 1 ? state : undefined;
+}
+
+/**
+ * Takes a share of the process-wide SDK. The first holder creates and registers the provider;
+ * later ones (several Nest apps in one process: tests, a gateway and a service) reuse it and get
+ * `reused: true`, plus a warning when their SDK options differ. With a foreign provider (the
+ * application's own NodeSDK) nothing is created. With `config.disabled` nothing is registered.
+ */
+export function acquireSdk(config: ResolvedSdkConfig, logger: SdkLogger = diagSdkLogger): SdkHandle {
+  return acquire(config, logger, 'module');
+}
+
+/** Releases `handle`: see {@link SdkHandle.shutdown}. */
+export function releaseSdk(handle: SdkHandle): Promise<void> {
+  return handle.shutdown();
+}
+
+function acquire(config: ResolvedSdkConfig, logger: SdkLogger, origin: SdkOrigin): SdkHandle {
+  if (config.disabled) {
+    return inertHandle(config, logger, { disabled: true, warnings: [] });
+  }
+  const existing = detectExistingProvider();
+  if (existing === 'foreign') {
+    return inertHandle(config, logger, { disabled: false, warnings: foreignWarnings(config) });
+  }
+  const running = currentState();
+  if (existing === 'otel-nest' && running !== undefined) {
+    return join(running, config, logger, true, reuseWarnings(running, config));
+  }
+  // Nothing registered. A state left here lost its globals to someone's trace.disable(): its
+  // holders still release it themselves, and a fresh SDK takes the slot.
+  const { provider, propagator, baggageProcessor } = createTracerProvider(config);
+  const registered = registerGlobals(provider, propagator);
+  const state: SdkState = {
+    version: 1,
+    origin,
+    provider,
+    propagator,
+    baggageProcessor,
+    config,
+    registered,
+    holders: new Set(),
+  };
+  (globalThis as GlobalSlots)[OTEL_NEST_SDK_KEY] = state;
+  return join(state, config, logger, false, registered.propagator ? [] : [propagatorAlreadyRegistered()]);
+}
+
+function join(
+  state: SdkState,
+  config: ResolvedSdkConfig,
+  logger: SdkLogger,
+  reused: boolean,
+  warnings: readonly string[],
+): SdkHandle {
+  let released = false;
+  const running = state.config;
+  const handle: SdkHandle = {
+    owned: true,
+    reused,
+    disabled: false,
+    disabledReason: undefined,
+    config,
+    provider: state.provider,
+    warnings,
+    serviceName: running.serviceName,
+    exporterDescription: describeExporter(running),
+    samplerDescription: running.summary.sampler,
+    propagatorDescription: running.summary.propagators.join(',') || 'none',
+    forceFlush: async () => {
+      if (released) {
+        return;
+      }
+      try {
+        await state.provider.forceFlush();
+      } catch (error) {
+        logger.error(sdkFlushFailed(), error);
+      }
+    },
+    shutdown: async () => {
+      if (released) {
+        return;
+      }
+      released = true;
+      state.holders.delete(handle);
+      applyBaggageKeys(state);
+      if (state.holders.size === 0) {
+        await shutdownState(state, logger);
+      }
+    },
+  };
+  state.holders.add(handle);
+  applyBaggageKeys(state);
+  return handle;
+}
+
+/** Copies the keys every current holder asked for (a running provider can change these). */
+function applyBaggageKeys(state: SdkState): void {
+  const keys = new Set<string>();
+  for (const holder of state.holders) {
+    holder.config.baggageToAttributes.forEach((key) => keys.add(key));
+  }
+  state.baggageProcessor.setKeys([...keys]);
+}
+
+async function shutdownState(state: SdkState, logger: SdkLogger): Promise<void> {
+  // Globals go first and synchronously: an application started while this one flushes must find
+  // nothing registered and start its own SDK, not take ours for a foreign one. Spans already
+  // started keep their tracer and are still exported by the shutdown below.
+  if ((globalThis as GlobalSlots)[OTEL_NEST_SDK_KEY] === state) {
+    delete (globalThis as GlobalSlots)[OTEL_NEST_SDK_KEY];
+  }
+  // Only if ours are still the registered ones; someone may have replaced them meanwhile.
+  if (globalTracerProvider() === state.provider) {
+    unregisterGlobals(state.registered);
+  }
+  try {
+    await state.provider.forceFlush();
+  } catch (error) {
+    logger.error(sdkFlushFailed(), error);
+  }
+  try {
+    await state.provider.shutdown();
+  } catch (error) {
+    logger.error(sdkShutdownFailed(), error);
+  }
+}
+
+/** A handle that holds nothing: disabled, or the application's own provider. */
+function inertHandle(
+  config: ResolvedSdkConfig,
+  logger: SdkLogger,
+  { disabled, warnings }: { disabled: boolean; warnings: readonly string[] },
+): SdkHandle {
+  return {
+    owned: false,
+    reused: false,
+    disabled,
+    disabledReason: disabled ? config.disabledReason : undefined,
+    config,
+    provider: undefined,
+    warnings,
+    serviceName: config.serviceName,
+    exporterDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
+    samplerDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
+    propagatorDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
+    // The application owns a foreign provider: flushing it is harmless, shutting it down is not ours.
+    forceFlush: async () => {
+      if (disabled) {
+        return;
+      }
+      const provider = globalTracerProvider() as { forceFlush?: () => Promise<void> };
+      try {
+        await provider.forceFlush?.();
+      } catch (error) {
+        logger.error(sdkFlushFailed(), error);
+      }
+    },
+    shutdown: () => Promise.resolve(),
+  };
+}
+
+function foreignWarnings(config: ResolvedSdkConfig): string[] {
+  const warnings: string[] = [];
+  if (config.explicitSdkOptions.length > 0) {
+    warnings.push(foreignProviderIgnoresOptions(config.explicitSdkOptions));
+  }
+  if (config.baggageToAttributes.length > 0) {
+    warnings.push(foreignProviderBaggage(config.baggageToAttributes));
+  }
+  if (!hasContextManager()) {
+    warnings.push(foreignProviderWithoutContextManager());
+  }
+  return warnings;
+}
+
+function reuseWarnings(state: SdkState, requested: ResolvedSdkConfig): string[] {
+  const running = state.config;
+  if (state.origin === 'preload') {
+    // The preload is configured by the environment only: whatever forRoot sets explicitly and
+    // differently cannot reach it.
+    const differing = requested.explicitSdkOptions.filter((name) => !sameOption(name, running, requested));
+    return differing.length > 0 ? [sdkStartedByPreload(differing)] : [];
+  }
+  // Another module: its service name and exporter always matter (spans would be mislabelled or
+  // sent elsewhere); the other SDK options only when this module set them.
+  const checked = new Set<SdkOptionName>(['serviceName', 'exporter', ...requested.explicitSdkOptions]);
+  const differing = [...checked].filter((name) => !sameOption(name, running, requested));
+  return differing.length > 0 ? [sdkReusedWithDifferentOptions(differing, running.serviceName)] : [];
+}
+
+/** Whether `requested` asks for what `running` already does, for one SDK option. */
+function sameOption(name: SdkOptionName, running: ResolvedSdkConfig, requested: ResolvedSdkConfig): boolean {
+  switch (name) {
+    case 'serviceName':
+      return running.serviceName === requested.serviceName;
+    case 'serviceVersion':
+      return running.serviceVersion === requested.serviceVersion;
+    case 'resourceAttributes':
+      return sameJson(running.resourceAttributes, requested.resourceAttributes);
+    case 'exporter': {
+      const [a, b] = [running.exporter, requested.exporter];
+      if (a.kind === 'instance' || b.kind === 'instance') {
+        return a.kind === b.kind && a.kind === 'instance' && b.kind === 'instance' && a.exporter === b.exporter;
+      }
+      return sameJson(a, b);
+    }
+    case 'batch':
+      return sameJson(running.batch, requested.batch);
+    case 'sampler': {
+      const [a, b] = [running.sampler, requested.sampler];
+      return a.kind === 'instance' || b.kind === 'instance'
+        ? a.kind === 'instance' && b.kind === 'instance' && a.sampler === b.sampler
+        : running.summary.sampler === requested.summary.sampler;
+    }
+    case 'spanLimits':
+      return sameJson(running.spanLimits, requested.spanLimits);
+    case 'propagators': {
+      const [a, b] = [running.propagators, requested.propagators];
+      return a.kind === 'instance' || b.kind === 'instance'
+        ? a.kind === 'instance' && b.kind === 'instance' && a.propagator === b.propagator
+        : a.names.join() === b.names.join();
+    }
+    case 'spanProcessors':
+      return requested.spanProcessors.every((p) => running.spanProcessors.includes(p));
+  }
+}
+
+/** Plain data compared by value; key order does not matter. */
+function sameJson(a: unknown, b: unknown): boolean {
+  const canonical = (value: unknown): unknown =>
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(
+          Object.entries(value)
+            .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+            .map(([k, v]) => [k, canonical(v)]),
+        )
+      : value === Infinity
+        ? 'Infinity'
+        : value;
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function describeExporter(config: ResolvedSdkConfig): string {
+  const { exporter, endpoint } = config.summary;
+  return config.exporter.kind === 'otlp' ? `${exporter} ${endpoint}` : exporter;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preload (`node --import otel-nest/register`)
+// ---------------------------------------------------------------------------------------------
+
+const PRELOAD_KEY = Symbol.for('otel-nest.preload');
+
+/** How long the exit handlers wait for the last spans to be exported. */
+export const EXIT_FLUSH_TIMEOUT_MS = 5000;
+
+/** The part of `process` the exit handlers use (a fake one in tests). */
+export interface ExitProcess {
+  readonly pid: number;
+  once(event: 'beforeExit', listener: () => void): unknown;
+  on(event: 'SIGTERM', listener: (signal: NodeJS.Signals) => void): unknown;
+  removeListener(event: 'SIGTERM', listener: (signal: NodeJS.Signals) => void): unknown;
+  listenerCount(event: 'SIGTERM'): number;
+  kill(pid: number, signal: NodeJS.Signals): unknown;
+}
+
+export interface StartSdkFromEnvOptions {
+  /** Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Default: `console.warn` / `console.error` (the preload runs before any Nest logger exists). */
+  logger?: SdkLogger;
+  /** Default `process`. */
+  process?: ExitProcess;
+}
+
+const consoleSdkLogger: SdkLogger = {
+  warn: (message) => console.warn(message),
+  error: (message, error) => console.error(message, error ?? ''),
+};
+
+/**
+ * Starts the SDK from `OTEL_*` variables alone, for the preload. Idempotent: a second call (the
+ * preload imported twice, or through two paths) returns the first handle. The preload holds its
+ * own share until the process exits, so the SDK outlives every Nest application that reuses it.
+ * Never throws: a preload that fails leaves the application running without tracing.
+ */
+export function startSdkFromEnv(options: StartSdkFromEnvOptions = {}): SdkHandle | undefined {
+  const slots = globalThis as GlobalSlots;
+  const started = slots[PRELOAD_KEY] as SdkHandle | undefined;
+  if (started !== undefined) {
+    return started;
+  }
+  const logger = options.logger ?? consoleSdkLogger;
+  try {
+    // `{}` has no explicit option to reject: environment problems come back as warnings.
+    const config = resolveSdkConfig({}, options.env ?? process.env);
+    const handle = acquire(config, logger, 'preload');
+    slots[PRELOAD_KEY] = handle;
+    [...config.warnings, ...handle.warnings].forEach((warning) => logger.warn(warning));
+    if (handle.owned) {
+      installExitHandlers(handle, options.process ?? process, logger);
+    }
+    return handle;
+  } catch (error) {
+    logger.error(preloadFailed(), error);
+    return undefined;
+  }
+}
+
+/**
+ * Releases the preload's share when the process ends, so buffered spans are exported:
+ * - `beforeExit` (the event loop ran dry, e.g. after `app.close()`): flush, then release, which
+ *   shuts the SDK down once no Nest application holds it any more.
+ * - SIGTERM: listening to it replaces Node's default "terminate". If another listener exists (Nest's
+ *   `enableShutdownHooks()`, a user handler) that listener owns the exit: we only flush. Nest
+ *   closes the app, removes its listener and re-sends SIGTERM, which then finds us alone. Alone,
+ *   we flush and release (bounded by {@link EXIT_FLUSH_TIMEOUT_MS}), remove our listener and re-send the
+ *   signal, so the process dies of SIGTERM exactly as without us: the parent sees the signal (exit
+ *   status 143 in a shell), which `process.exit(143)` would only imitate.
+ */
+export function installExitHandlers(handle: SdkHandle, proc: ExitProcess, logger: SdkLogger): void {
+  // Flush before releasing: an application that never closed still holds the SDK, so the release
+  // alone would not export what its batch processor buffers (its timer does not keep Node alive).
+  const flushAndRelease = async (): Promise<void> => {
+    await handle.forceFlush();
+    await handle.shutdown();
+  };
+  proc.once('beforeExit', () => {
+    void flushAndRelease();
+  });
+  const onSigterm = (): void => {
+    if (proc.listenerCount('SIGTERM') > 1) {
+      void handle.forceFlush();
+      return;
+    }
+    proc.removeListener('SIGTERM', onSigterm);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        logger.error(sdkShutdownFailed(), new Error(`timed out after ${EXIT_FLUSH_TIMEOUT_MS} ms`));
+        resolve();
+      }, EXIT_FLUSH_TIMEOUT_MS);
+    });
+    void Promise.race([flushAndRelease(), timeout]).finally(() => {
+      clearTimeout(timer);
+      proc.kill(proc.pid, 'SIGTERM');
+    });
+  };
+  proc.on('SIGTERM', onSigterm);
+}

@@ -1,0 +1,44 @@
+import type { Attributes } from '@opentelemetry/api';
+import { ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from '../../semconv.js';
+
+/** `messaging.system` of NATS (the semantic conventions define no well-known value for it). */
+export const NATS_MESSAGING_SYSTEM = 'nats';
+
+const DEFAULT_NATS_PORT = 4222;
+/** Nest's default when no `servers` option is given (`NATS_DEFAULT_URL`). */
+const DEFAULT_NATS_SERVER = 'nats://localhost:4222';
+
+/**
+ * `server.address` / `server.port` of the NATS server: the one the connection is on when known
+ * (`NatsConnection.getServer()`), else the first of the `servers` option, else Nest's default.
+ * Never throws; an unparsable value gives no attributes.
+ */
+export function natsServerAttributes(servers: unknown, connected?: unknown): Attributes {
+  const configured = Array.isArray(servers) ? servers[0] : servers;
+  const server =
+    typeof connected === 'string' && connected
+      ? connected
+      : typeof configured === 'string' && configured
+        ? configured
+        : DEFAULT_NATS_SERVER;
+  try {
+    const url = new URL(server.includes('://') ? server : `nats://${server}`);
+    const address = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    if (!address) {
+      return {};
+    }
+    return { [ATTR_SERVER_ADDRESS]: address, [ATTR_SERVER_PORT]: url.port ? Number(url.port) : DEFAULT_NATS_PORT };
+  } catch {
+    return {};
+  }
+}
+
+/** The server a NATS connection is on (`host:port`), or `undefined`. Never throws. */
+export function connectedNatsServer(connection: unknown): string | undefined {
+  try {
+    const server = (connection as { getServer?: () => unknown } | null | undefined)?.getServer?.();
+    return typeof server === 'string' ? server : undefined;
+  } catch {
+    return undefined;
+  }
+}

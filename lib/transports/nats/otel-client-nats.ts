@@ -1,0 +1,195 @@
+import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
+import { context, createContextKey, diag, type Context, type Span } from '@opentelemetry/api';
+import { Observable } from 'rxjs';
+import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
+import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
+import { copyNatsHeaders, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+
+type NatsClientOptions = Required<NatsOptions>['options'];
+
+/** `error.type` of a `send()` whose subscriber went away before any reply (rxjs `timeout()`, `take(0)`, unsubscribe). */
+export const NATS_SEND_CANCELLED = 'cancelled';
+
+/** The PRODUCER span of the message being sent, in the context Nest's send/emit path runs in. */
+const PRODUCER_SPAN = createContextKey('otel-nest NATS producer span');
+
+interface Producer {
+  ctx: Context;
+  end: (error?: unknown, errorType?: string) => void;
+}
+
+/**
+ * Nest's `ClientNats` with a PRODUCER span `send {subject}` for every `send()` and `emit()`, whose
+ * context (and the caller's baggage) goes out in the NATS message headers, written by the global
+ * propagator. Payloads are unchanged; headers from a `NatsRecord` and the `headers` option are kept.
+ *
+ * ```ts
+ * ClientsModule.register([{ name: 'ORDERS', customClass: OtelClientNats, options: { servers } }]);
+ * ```
+ *
+ * `send()`: the span starts when the Observable is subscribed (each subscription sends) and ends
+ * when the last reply arrives, when an error reply arrives (ERROR, `error.type`), when sending
+ * fails (not connected, connection closed: ERROR), or when the subscriber unsubscribes: after a
+ * reply that is a success (e.g. `firstValueFrom`), before any reply it is ERROR with `error.type`
+ * `cancelled` (what an rxjs `timeout()` looks like from here). Replies are delivered in the
+ * caller's context.
+ *
+ * `emit()`: the span ends when the message was handed to the connection (ERROR when that fails).
+ *
+ * @publicApi
+ */
+export class OtelClientNats extends ClientNats {
+  constructor(options: NatsClientOptions = {}) {
+    super(options);
+  }
+
+  override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    const source = super.send<TResult, TInput>(pattern, data);
+    if (isNil(pattern) || isNil(data)) {
+      return source;
+    }
+    return new Observable<TResult>((subscriber) => {
+      const caller = context.active();
+      const producer = this.startProducer(pattern, false);
+      if (!producer) {
+        return source.subscribe(subscriber);
+      }
+      let replied = false;
+      const subscription = context.with(producer.ctx, () =>
+        source.subscribe({
+          next: (value) => {
+            replied = true;
+            context.with(caller, () => subscriber.next(value));
+          },
+          error: (err: unknown) => {
+            producer.end(err);
+            context.with(caller, () => subscriber.error(err));
+          },
+          complete: () => {
+            producer.end();
+            context.with(caller, () => subscriber.complete());
+          },
+        }),
+      );
+      return () => {
+        subscription.unsubscribe();
+        producer.end(undefined, replied ? undefined : NATS_SEND_CANCELLED);
+      };
+    });
+  }
+
+  override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (isNil(pattern) || isNil(data)) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    const producer = this.startProducer(pattern, true);
+    if (!producer) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    let result: Observable<TResult>;
+    try {
+      // Nest subscribes right away (a connected, hot Observable), inside the producer's context.
+      result = context.with(producer.ctx, () => super.emit<TResult, TInput>(pattern, data));
+    } catch (err) {
+      producer.end(err);
+      throw err;
+    }
+    result.subscribe({ error: (err: unknown) => producer.end(err), complete: () => producer.end() });
+    return result;
+  }
+
+  /** Called by Nest's `publish` for each request: the id is the reply correlation id. */
+  protected override assignPacketId(packet: ReadPacket): ReadPacket & PacketId {
+    const withId = super.assignPacketId(packet);
+    activeProducerSpan()?.setAttribute(ATTR_MESSAGING_MESSAGE_CONVERSATION_ID, String(withId.id));
+    return withId;
+  }
+
+  /**
+   * Nest's headers (the record's, then the `headers` option), copied, plus the active context.
+   * The application's headers object is never changed; without anything to add, Nest's value is
+   * returned as is (no headers at all when it had none).
+   */
+  protected override mergeHeaders<THeaders = any>(requestHeaders?: THeaders): any {
+    const merged = super.mergeHeaders<THeaders>(requestHeaders) as NatsHeaders | undefined;
+    try {
+      const headers = copyNatsHeaders(merged);
+      if (!headers) {
+        return merged;
+      }
+      injectContext(context.active(), headers, natsHeaderSetter);
+      return merged === undefined && headers.keys().length === 0 ? merged : headers;
+    } catch (err) {
+      diag.error('otel-nest: could not add trace context to a NATS message; it goes out without it.', err);
+      return merged;
+    }
+  }
+
+  /** Records the size of each serialized payload on the PRODUCER span. */
+  protected override initializeSerializer(options: NatsClientOptions): void {
+    super.initializeSerializer(options);
+    // Runs inside super(): no field of this class exists yet.
+    const inner = this.serializer as typeof this.serializer & { init?: () => unknown };
+    const wrapper: typeof inner = {
+      serialize: (packet, serializeOptions) => {
+        const serialized = inner.serialize(packet, serializeOptions);
+        if (isThenable(serialized)) {
+          return serialized.then((value) => {
+            recordBodySize(value);
+            return value;
+          });
+        }
+        recordBodySize(serialized);
+        return serialized;
+      },
+    };
+    if (typeof inner.init === 'function') {
+      wrapper.init = () => inner.init!();
+    }
+    this.serializer = wrapper;
+  }
+
+  private startProducer(pattern: unknown, isEvent: boolean): Producer | undefined {
+    try {
+      const destination = this.normalizePattern(pattern as Parameters<ClientNats['normalizePattern']>[0]);
+      const { span, ctx } = startProducerSpan({
+        system: NATS_MESSAGING_SYSTEM,
+        destination,
+        pattern: destination,
+        isEvent,
+        attributes: natsServerAttributes(this.options?.servers, connectedNatsServer(this.natsClient)),
+      });
+      return { ctx: ctx.setValue(PRODUCER_SPAN, span), end: producerSpanEnder(span) };
+    } catch (err) {
+      diag.error('otel-nest: could not start the PRODUCER span; the message is sent untraced.', err);
+      return undefined;
+    }
+  }
+}
+
+function activeProducerSpan(): Span | undefined {
+  return context.active().getValue(PRODUCER_SPAN) as Span | undefined;
+}
+
+function recordBodySize(serialized: unknown): void {
+  try {
+    const span = activeProducerSpan();
+    if (span && serialized !== null && typeof serialized === 'object') {
+      const size = bodySize((serialized as { data?: unknown }).data);
+      if (size !== undefined) {
+        span.setAttribute(ATTR_MESSAGING_MESSAGE_BODY_SIZE, size);
+      }
+    }
+  } catch {
+    // An attribute is never worth failing a send.
+  }
+}
+
+function isNil(value: unknown): value is null | undefined {
+  return value === null || value === undefined;
+}
+
+function isThenable(value: unknown): value is Promise<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as Promise<unknown>).then === 'function';
+}

@@ -1,0 +1,195 @@
+import { ServerNats, type NatsContext, type NatsOptions, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { context, createContextKey, diag, type Attributes } from '@opentelemetry/api';
+import type { Observable, Subscription } from 'rxjs';
+import {
+  ATTR_MESSAGING_CONSUMER_GROUP_NAME,
+  ATTR_MESSAGING_MESSAGE_BODY_SIZE,
+  ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
+  ATTR_MESSAGING_MESSAGE_ID,
+} from '../../semconv.js';
+import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
+import {
+  bodySize,
+  getConsumerState,
+  injectContext,
+  type IncomingMessageDescription,
+  type MessagingServerTracingOptions,
+} from '../shared/messaging-tracing.js';
+import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
+import { createNatsHeaders, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+
+/** Options of {@link OtelServerNats}: Nest's NATS options, plus `otel`. */
+export type OtelServerNatsOptions = Required<NatsOptions>['options'] & {
+  /** When the producer's context is the parent of a handler's span, or a link. Default: see {@link MessagingServerTracingOptions}. */
+  otel?: MessagingServerTracingOptions;
+};
+
+type NatsServerOptions = Required<NatsOptions>['options'];
+type StartHook = Parameters<ServerNats['setOnProcessingStartHook']>[0];
+type EndHook = Parameters<ServerNats['setOnProcessingEndHook']>[0];
+
+/** The parts of a driver `Msg` read here (both drivers Nest uses have them). */
+interface NatsMsgLike {
+  data?: Uint8Array;
+  headers?: NatsHeaders;
+}
+
+/** What `handleMessage` knows and the processing hooks do not: the subscription and the raw message. */
+interface IncomingNatsMessage {
+  channel: string;
+  natsMsg: NatsMsgLike;
+  requestId?: string;
+}
+
+// Set around `handleMessage`, so that `handleEvent` and `getPublisher`, which run in its async
+// flow and receive the message's NatsContext, can tie the raw message to that context.
+const INCOMING_NATS_MESSAGE = createContextKey('otel-nest incoming NATS message');
+
+/**
+ * Nest's `ServerNats` with a CONSUMER span `process {subject}` around each message's whole handler
+ * pipeline (guards, interceptors, pipes, handler, and the Observable it returns), continuing or
+ * linking the producer's context read from the NATS message headers, and with the consumer's
+ * context written into the headers of every reply.
+ *
+ * ```ts
+ * app.connectMicroservice({ strategy: new OtelServerNats({ servers: ['nats://localhost:4222'] }) });
+ * ```
+ *
+ * `@MessagePattern` handlers are children of the producer span; `@EventPattern` handlers start a
+ * new trace linked to it. Change it per server with `otel`, or per handler with
+ * `@Traced({ consume })` / `@EventPattern(pattern, { otelConsume })`.
+ *
+ * @publicApi
+ */
+export class OtelServerNats extends ServerNats {
+  private readonly consumerTracer: ConsumerTracer<NatsContext>;
+  private readonly natsOptions: NatsServerOptions;
+  private readonly incoming = new WeakMap<NatsContext, IncomingNatsMessage>();
+
+  constructor(options: OtelServerNatsOptions = {}) {
+    const { otel, ...natsOptions } = options ?? {};
+    super(natsOptions);
+    this.natsOptions = natsOptions;
+    this.consumerTracer = new ConsumerTracer<NatsContext>(this, (ctx) => this.describe(ctx), otel);
+    super.setOnProcessingStartHook(this.consumerTracer.startHook as StartHook);
+    super.setOnProcessingEndHook(this.consumerTracer.endHook as EndHook);
+  }
+
+  /** Hooks set by others run inside the CONSUMER span. */
+  override setOnProcessingStartHook(hook: StartHook): void {
+    this.consumerTracer.chainStart(hook as ProcessingStartHook);
+  }
+
+  override setOnProcessingEndHook(hook: EndHook): void {
+    this.consumerTracer.chainEnd(hook as ProcessingEndHook);
+  }
+
+  override handleMessage(channel: string, natsMsg: any): Promise<any> {
+    const message: IncomingNatsMessage = { channel, natsMsg: natsMsg ?? {} };
+    return context.with(context.active().setValue(INCOMING_NATS_MESSAGE, message), () =>
+      super.handleMessage(channel, natsMsg),
+    );
+  }
+
+  override handleEvent(pattern: string, packet: ReadPacket, ctx: NatsContext): Promise<any> {
+    this.remember(ctx);
+    this.consumerTracer.markEvent(ctx);
+    return super.handleEvent(pattern, packet, ctx);
+  }
+
+  /** Called for request-reply messages only, before processing starts; `id` is Nest's correlation id. */
+  override getPublisher(natsMsg: any, id: string, ctx: NatsContext): (response: any) => any {
+    this.remember(ctx, id);
+    return super.getPublisher(natsMsg, id, ctx);
+  }
+
+  override send(stream$: Observable<any>, respond: (data: WritePacket) => Promise<unknown> | void): Subscription {
+    return super.send(this.consumerTracer.watchReply(stream$), respond);
+  }
+
+  /** Replies carry the consumer's context in their NATS headers. */
+  protected override initializeSerializer(options: NatsServerOptions): void {
+    super.initializeSerializer(options);
+    // Runs inside super(): no field of this class exists yet.
+    const inner = this.serializer;
+    this.serializer = {
+      serialize: (packet, serializeOptions) => addReplyContext(inner.serialize(packet, serializeOptions)),
+    };
+  }
+
+  private remember(ctx: NatsContext, requestId?: string): void {
+    const message = context.active().getValue(INCOMING_NATS_MESSAGE) as IncomingNatsMessage | undefined;
+    if (message && ctx) {
+      this.incoming.set(ctx, requestId === undefined ? message : { ...message, requestId });
+    }
+  }
+
+  private describe(ctx: NatsContext): IncomingMessageDescription<NatsHeaders | undefined> | undefined {
+    if (typeof ctx?.getSubject !== 'function') {
+      return undefined;
+    }
+    const subject = String(ctx.getSubject());
+    const headers = ctx.getHeaders() as NatsHeaders | undefined;
+    const message = this.incoming.get(ctx);
+    this.incoming.delete(ctx);
+    // The subscription's pattern: the subject itself, or the wildcard it matched.
+    const pattern = message?.channel ?? subject;
+    const attributes: Attributes = natsServerAttributes(this.natsOptions.servers, this.connectedServer());
+    const queue = this.getHandlerByPattern(pattern)?.extras?.queue ?? this.natsOptions.queue;
+    if (typeof queue === 'string' && queue) {
+      attributes[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = queue;
+    }
+    if (message?.requestId !== undefined) {
+      attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = String(message.requestId);
+    }
+    const size = bodySize(message?.natsMsg.data);
+    if (size !== undefined) {
+      attributes[ATTR_MESSAGING_MESSAGE_BODY_SIZE] = size;
+    }
+    // JetStream's de-duplication id, when the publisher set one.
+    const messageId = natsHeaderGetter.get(headers, 'Nats-Msg-Id');
+    if (typeof messageId === 'string' && messageId) {
+      attributes[ATTR_MESSAGING_MESSAGE_ID] = messageId;
+    }
+    return {
+      system: NATS_MESSAGING_SYSTEM,
+      destination: subject,
+      pattern,
+      carrier: headers,
+      getter: natsHeaderGetter,
+      attributes,
+    };
+  }
+
+  private connectedServer(): string | undefined {
+    try {
+      return connectedNatsServer(this.unwrap());
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/**
+ * Adds the active consumer's context to a serialized reply (`{ data, headers }`). Nest publishes
+ * the reply while the handler's context is active; outside a traced message (e.g. the "no
+ * handler" reply) nothing is added, so no unrelated context is ever sent back.
+ */
+function addReplyContext<T>(serialized: T): T {
+  try {
+    const active = context.active();
+    if (!getConsumerState(active) || serialized === null || typeof serialized !== 'object') {
+      return serialized;
+    }
+    const reply = serialized as T & { headers?: NatsHeaders };
+    const headers = reply.headers ?? createNatsHeaders();
+    if (!headers) {
+      return serialized;
+    }
+    injectContext(active, headers, natsHeaderSetter);
+    return reply.headers === headers ? serialized : { ...reply, headers };
+  } catch (err) {
+    diag.error('otel-nest: could not add trace context to a NATS reply; it goes out without it.', err);
+    return serialized;
+  }
+}

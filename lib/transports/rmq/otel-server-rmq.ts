@@ -1,0 +1,213 @@
+import { context, diag, type Attributes, type Context } from '@opentelemetry/api';
+import { RmqContext, ServerRMQ, type ReadPacket, type RmqOptions, type WritePacket } from '@nestjs/microservices';
+import type { Observable, Subscription } from 'rxjs';
+import {
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_MESSAGE_BODY_SIZE,
+  ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
+  ATTR_MESSAGING_MESSAGE_ID,
+  ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG,
+  ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
+} from '../../semconv.js';
+import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
+import {
+  getConsumerState,
+  injectContext,
+  type IncomingMessageDescription,
+  type MessagingServerTracingOptions,
+} from '../shared/messaging-tracing.js';
+import {
+  consumeDestination,
+  consumeSpanDestination,
+  RABBITMQ_SYSTEM,
+  serverAttributes,
+} from './rmq.attributes.js';
+import { rmqHeaderGetter, rmqHeaderSetter, type RmqHeaders } from './rmq.carrier.js';
+
+/** Options of {@link OtelServerRMQ}: Nest's RabbitMQ options, plus `otel`. */
+export type OtelServerRmqOptions = NonNullable<RmqOptions['options']> & {
+  /**
+   * Parent-or-link policy of the CONSUMER spans. Default: `parent` for `@MessagePattern`, `link`
+   * for `@EventPattern`; a handler's own `@Traced({ consume })` wins.
+   */
+  otel?: MessagingServerTracingOptions;
+};
+
+type NestStartHook = Parameters<ServerRMQ['setOnProcessingStartHook']>[0];
+type NestEndHook = Parameters<ServerRMQ['setOnProcessingEndHook']>[0];
+
+/** What the tracer reads of a delivery (amqplib's `ConsumeMessage`, declared here, see rmq.carrier.ts). */
+interface Delivery {
+  content?: { length: number };
+  fields?: { exchange?: string; routingKey?: string; deliveryTag?: number };
+  properties?: { headers?: RmqHeaders; messageId?: unknown; correlationId?: unknown };
+}
+
+/**
+ * Nest's `ServerRMQ`, with a CONSUMER span `process {exchange:queue}` around the whole handler
+ * pipeline of every message that has a handler. The producer's context comes from AMQP
+ * `properties.headers` (read with the global propagator); a request-reply handler's span is its
+ * child, an event handler's span starts a new trace linked to it (see `otel`). Replies carry the
+ * CONSUMER span's context in their own `properties.headers`. Payloads and acknowledgements are
+ * exactly Nest's.
+ *
+ * ```ts
+ * app.connectMicroservice({ strategy: new OtelServerRMQ({ urls, queue: 'orders' }) });
+ * ```
+ *
+ * @publicApi
+ */
+export class OtelServerRMQ extends ServerRMQ {
+  private readonly tracer: ConsumerTracer<RmqContext>;
+  private readonly connectionAttributes: Attributes;
+  /** The context each message's handler ran in, so that its replies carry the CONSUMER span. */
+  private readonly replyContexts = new WeakMap<object, Context>();
+  /** Set while `sendMessage` serializes a reply: the context whose headers the reply gets. */
+  private replyContext: Context | undefined;
+
+  constructor(options: OtelServerRmqOptions = {}) {
+    const { otel, ...rmqOptions } = options;
+    super(rmqOptions);
+    this.connectionAttributes = serverAttributes(rmqOptions.urls);
+    this.tracer = new ConsumerTracer<RmqContext>(this, (ctx) => this.describe(ctx), otel);
+    // The tracer starts the span and runs the rest of the pipeline in its context; the context is
+    // kept for `sendMessage`, which Nest calls later, outside of it.
+    // Nest passes its transport context (an object) where its typings say `unknown`.
+    super.setOnProcessingStartHook((transportId, ctx, done) =>
+      this.tracer.startHook(transportId, ctx as object, () => {
+        this.rememberReplyContext(ctx as object);
+        return done();
+      }),
+    );
+    super.setOnProcessingEndHook((transportId, ctx) => this.tracer.endHook(transportId, ctx as object));
+  }
+
+  /** Runs `hook` inside the CONSUMER span rather than replacing it. */
+  override setOnProcessingStartHook(hook: NestStartHook): void {
+    this.tracer.chainStart(hook as ProcessingStartHook);
+  }
+
+  /** Runs `hook` after the CONSUMER span ended rather than replacing it. */
+  override setOnProcessingEndHook(hook: NestEndHook): void {
+    this.tracer.chainEnd(hook as ProcessingEndHook);
+  }
+
+  override handleEvent(pattern: string, packet: ReadPacket, rmqContext: RmqContext): Promise<any> {
+    this.tracer.markEvent(rmqContext);
+    return super.handleEvent(pattern, packet, rmqContext);
+  }
+
+  override send(stream$: Observable<any>, respond: (data: WritePacket) => Promise<unknown> | void): Subscription {
+    return super.send(this.tracer.watchReply(stream$), respond);
+  }
+
+  override sendMessage<T = any>(message: T, replyTo: any, correlationId: string, rmqContext: RmqContext): void {
+    // Nest serializes the reply synchronously inside `sendMessage`, where the wrapped serializer
+    // (see initializeSerializer) adds the headers of this context.
+    const previous = this.replyContext;
+    this.replyContext = this.replyContexts.get(rmqContext);
+    try {
+      super.sendMessage(message, replyTo, correlationId, rmqContext);
+    } finally {
+      this.replyContext = previous;
+    }
+  }
+
+  /**
+   * Wraps the reply serializer (Nest's or the user's) so that a reply sent for a traced message gets
+   * the trace headers in `options.headers`, which `sendMessage` passes to the broker as
+   * `properties.headers` and strips from the body. Called by Nest's constructor.
+   */
+  protected override initializeSerializer(options: RmqOptions['options']): void {
+    super.initializeSerializer(options);
+    const serializer = this.serializer;
+    this.serializer = {
+      serialize: (value, serializeOptions) => this.withReplyHeaders(serializer.serialize(value, serializeOptions)),
+    };
+  }
+
+  private rememberReplyContext(ctx: object): void {
+    try {
+      const active = contextIfTraced();
+      if (active) {
+        this.replyContexts.set(ctx, active);
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not keep the trace context for the reply; it goes out without trace headers.', err);
+    }
+  }
+
+  private withReplyHeaders(serialized: unknown): unknown {
+    const ctx = this.replyContext;
+    if (!ctx || !isPlainObject(serialized)) {
+      return serialized;
+    }
+    try {
+      const options = serialized.options ?? {};
+      const userHeaders = isPlainObject(options) ? (options.headers ?? {}) : undefined;
+      if (!isPlainObject(options) || !isPlainObject(userHeaders)) {
+        // Options we do not understand are the user's business: leave them, without headers.
+        return serialized;
+      }
+      const headers: RmqHeaders = { ...userHeaders };
+      injectContext(ctx, headers, rmqHeaderSetter);
+      return { ...serialized, options: { ...options, headers } };
+    } catch (err) {
+      diag.error('otel-nest: could not add trace headers to a RabbitMQ reply; it goes out without them.', err);
+      return serialized;
+    }
+  }
+
+  private describe(ctx: RmqContext): IncomingMessageDescription<RmqHeaders | undefined> | undefined {
+    const message = ctx.getMessage() as Delivery | undefined;
+    if (!message) {
+      return undefined;
+    }
+    const { fields = {}, properties = {} } = message;
+    const exchange = typeof fields.exchange === 'string' ? fields.exchange : '';
+    const routingKey = typeof fields.routingKey === 'string' ? fields.routingKey : '';
+    const attributes: Attributes = {
+      ...this.connectionAttributes,
+      [ATTR_MESSAGING_DESTINATION_NAME]: consumeDestination(exchange, routingKey, this.queue),
+    };
+    if (routingKey) {
+      attributes[ATTR_MESSAGING_RABBITMQ_ROUTING_KEY] = routingKey;
+    }
+    if (typeof fields.deliveryTag === 'number') {
+      attributes[ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG] = fields.deliveryTag;
+    }
+    if (typeof properties.messageId === 'string' && properties.messageId) {
+      attributes[ATTR_MESSAGING_MESSAGE_ID] = properties.messageId;
+    }
+    // Nest's request id: the client sets it as the correlation id of a request and of its reply.
+    if (typeof properties.correlationId === 'string' && properties.correlationId) {
+      attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = properties.correlationId;
+    }
+    if (typeof message.content?.length === 'number') {
+      attributes[ATTR_MESSAGING_MESSAGE_BODY_SIZE] = message.content.length;
+    }
+    return {
+      system: RABBITMQ_SYSTEM,
+      // The span name; `messaging.destination.name` (with the routing key) is in the attributes.
+      destination: consumeSpanDestination(exchange, this.queue),
+      pattern: ctx.getPattern(),
+      carrier: properties.headers,
+      getter: rmqHeaderGetter,
+      attributes,
+    };
+  }
+}
+
+/** The active context, if it is the one of a traced message. */
+function contextIfTraced(): Context | undefined {
+  const active = context.active();
+  return getConsumerState(active) ? active : undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, any> {
+  if (value === null || typeof value !== 'object') {
+    return false;
+  }
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+}

@@ -1,0 +1,139 @@
+import { context, diag } from '@opentelemetry/api';
+import { tap, type Observable } from 'rxjs';
+import {
+  endConsumerSpan,
+  getConsumerState,
+  resolveConsumePolicy,
+  startConsumerSpan,
+  type ConsumerState,
+  type IncomingMessageDescription,
+  type MessagingServerTracingOptions,
+} from './messaging-tracing.js';
+
+/** Nest's processing hook shapes (`Server#setOnProcessingStartHook` / `EndHook`). */
+export type ProcessingStartHook = (transportId: any, ctx: unknown, done: () => Promise<any>) => any;
+export type ProcessingEndHook = (transportId: any, ctx: unknown) => void;
+
+/** The part of Nest's `Server` the tracer reads. */
+export interface HandlerLookup {
+  getHandlerByPattern(pattern: string): { extras?: Record<string, unknown> } | null | undefined;
+}
+
+/**
+ * CONSUMER spans for a Nest transport server, through the public processing hooks that every
+ * transport calls around a message's whole handler pipeline (guards, interceptors, pipes,
+ * handler, and the Observable it returns), on Nest 11 and 12.
+ *
+ * A server subclass owns one instance and wires it in four places:
+ * - constructor: `super.setOnProcessingStartHook(tracer.startHook)` and the same for the end hook;
+ * - `setOnProcessingStartHook` / `setOnProcessingEndHook` overrides: `tracer.chainStart(hook)`,
+ *   so hooks set by others (e.g. @nestjs/observe) still run, inside our span;
+ * - `handleEvent` override: `tracer.markEvent(ctx)` before `super.handleEvent(...)`;
+ * - `send` override: `super.send(tracer.watchReply(stream$), respond)`.
+ */
+export class ConsumerTracer<Ctx extends object> {
+  private userStart?: ProcessingStartHook;
+  private userEnd?: ProcessingEndHook;
+  private readonly states = new WeakMap<object, ConsumerState>();
+  private readonly events = new WeakSet<object>();
+
+  constructor(
+    private readonly server: HandlerLookup,
+    /** Reads the transport's context; `undefined` means "do not trace this one". */
+    private readonly describe: (ctx: Ctx) => IncomingMessageDescription<any> | undefined,
+    private readonly options: MessagingServerTracingOptions | undefined,
+  ) {}
+
+  chainStart(hook: ProcessingStartHook): void {
+    this.userStart = hook;
+  }
+
+  chainEnd(hook: ProcessingEndHook): void {
+    this.userEnd = hook;
+  }
+
+  /** Marks a transport context as an event (`@EventPattern`); anything else is request-reply. */
+  markEvent(ctx: unknown): void {
+    if (isObject(ctx)) {
+      this.events.add(ctx);
+    }
+  }
+
+  readonly startHook: ProcessingStartHook = (transportId, ctx, done) => {
+    let state: ConsumerState | undefined;
+    let spanContext;
+    try {
+      const description = isObject(ctx) ? this.describe(ctx as Ctx) : undefined;
+      if (description && isObject(ctx)) {
+        const isEvent = this.events.has(ctx);
+        const handler = this.server.getHandlerByPattern(description.pattern);
+        const started = startConsumerSpan(description, isEvent, resolveConsumePolicy(handler, isEvent, this.options));
+        state = started.state;
+        spanContext = started.ctx;
+        this.states.set(ctx, state);
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not start the CONSUMER span; the message is handled untraced.', err);
+    }
+    const run = (): unknown => (this.userStart ? this.userStart(transportId, ctx, done) : done());
+    if (!state || !spanContext) {
+      return run();
+    }
+    const traced = state;
+    const result = context.with(spanContext, run);
+    if (isThenable(result)) {
+      // Nest 12 runs the end hook when processing rejects; older versions may not. Ending here
+      // too is safe: a span ends once.
+      return result.then(undefined, (err: unknown) => {
+        traced.error ??= err;
+        this.end(ctx);
+        throw err;
+      });
+    }
+    return result;
+  };
+
+  readonly endHook: ProcessingEndHook = (transportId, ctx) => {
+    this.end(ctx);
+    this.userEnd?.(transportId, ctx);
+  };
+
+  /**
+   * Returns the reply stream with a tap that keeps the first error for the span. The error
+   * notification reaches this tap before Nest's end hook runs (the hook is a `finalize`).
+   */
+  watchReply<T>(stream$: Observable<T>): Observable<T> {
+    const state = getConsumerState();
+    if (!state) {
+      return stream$;
+    }
+    return stream$.pipe(
+      tap({
+        error: (err: unknown) => {
+          state.error ??= err;
+        },
+      }),
+    );
+  }
+
+  private end(ctx: unknown): void {
+    const state = isObject(ctx) ? this.states.get(ctx) : undefined;
+    if (!state) {
+      return;
+    }
+    this.states.delete(ctx as object);
+    try {
+      endConsumerSpan(state);
+    } catch (err) {
+      diag.error('otel-nest: could not end the CONSUMER span.', err);
+    }
+  }
+}
+
+function isObject(value: unknown): value is object {
+  return value !== null && (typeof value === 'object' || typeof value === 'function');
+}
+
+function isThenable(value: unknown): value is Promise<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as Promise<unknown>).then === 'function';
+}

@@ -1,0 +1,263 @@
+import {
+  context,
+  createContextKey,
+  diag,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_MESSAGING_OPERATION_TYPE,
+  ATTR_MESSAGING_SYSTEM,
+  ATTR_NESTJS_CONTROLLER,
+  ATTR_NESTJS_HANDLER,
+  ATTR_NESTJS_HANDLER_TYPE,
+  ATTR_NESTJS_PATTERN,
+} from '../../semconv.js';
+import { errorTypeOf, recordError } from '../../utils/record-error.js';
+import { getOtelNestTracer } from '../../utils/tracer.js';
+
+/**
+ * How a consumer span relates to the producer's context that came with the message:
+ * - `parent`: the consumer span is a child of the producer span (one trace);
+ * - `link`: the consumer span starts a new trace and links to the producer span (the messaging
+ *   semantic conventions' default for asynchronous messages);
+ * - `parent+link`: child of the producer span, plus a link to it (for backends that show only links).
+ * Baggage travels in every case.
+ */
+export type ConsumePolicy = 'parent' | 'link' | 'parent+link';
+
+/** Key under which `@Traced({ consume })` (or `@EventPattern(p, { otelConsume })`) stores a handler's policy in Nest's pattern extras. */
+export const OTEL_CONSUME_EXTRA = 'otelConsume';
+
+/** Tracing options every traced transport server accepts under `otel` in its options. */
+export interface MessagingServerTracingOptions {
+  /** Policy for `@EventPattern` handlers. Default `'link'`. */
+  eventConsume?: ConsumePolicy;
+  /** Policy for `@MessagePattern` (request-reply) handlers. Default `'parent'`. */
+  messageConsume?: ConsumePolicy;
+}
+
+const POLICIES: readonly ConsumePolicy[] = ['parent', 'link', 'parent+link'];
+
+export function isConsumePolicy(value: unknown): value is ConsumePolicy {
+  return POLICIES.includes(value as ConsumePolicy);
+}
+
+/** The policy for one handler: its own (pattern extras), else the server's default for its kind. */
+export function resolveConsumePolicy(
+  handler: { extras?: Record<string, unknown> } | null | undefined,
+  isEvent: boolean,
+  options: MessagingServerTracingOptions | undefined,
+): ConsumePolicy {
+  const own = handler?.extras?.[OTEL_CONSUME_EXTRA];
+  if (isConsumePolicy(own)) {
+    return own;
+  }
+  return isEvent ? (options?.eventConsume ?? 'link') : (options?.messageConsume ?? 'parent');
+}
+
+/** What a transport knows about an incoming message. */
+export interface IncomingMessageDescription<C> {
+  /** `messaging.system`: `nats`, `rabbitmq`, `kafka`. */
+  system: string;
+  /** `messaging.destination.name`, used in the span name `process {destination}`. */
+  destination: string;
+  /** The Nest pattern the handler is registered under. */
+  pattern: string;
+  /** The headers that carry the producer's context, and how to read them. */
+  carrier: C;
+  getter: TextMapGetter<C>;
+  /** Transport-specific attributes (message id, conversation id, body size, partition, ...). */
+  attributes?: Attributes;
+}
+
+/** What we keep for one message while its handler pipeline runs. */
+export interface ConsumerState {
+  readonly span: Span;
+  readonly isEvent: boolean;
+  /** The first error seen (handler, pipe, interceptor, or an error reply); recorded once at the end. */
+  error?: unknown;
+  ended: boolean;
+}
+
+const CONSUMER_STATE = createContextKey('otel-nest messaging consumer state');
+
+/** The state of the message being processed in the active context, if any. */
+export function getConsumerState(ctx: Context = context.active()): ConsumerState | undefined {
+  return ctx.getValue(CONSUMER_STATE) as ConsumerState | undefined;
+}
+
+/**
+ * Starts the CONSUMER span `process {destination}` for one message. Bad or missing headers give a
+ * fresh root trace: extraction starts from ROOT_CONTEXT, so nothing of the current context leaks in.
+ * Returns the span and the context the handler pipeline must run in.
+ */
+export function startConsumerSpan<C>(
+  message: IncomingMessageDescription<C>,
+  isEvent: boolean,
+  policy: ConsumePolicy,
+): { state: ConsumerState; ctx: Context } {
+  const extracted = propagation.extract(ROOT_CONTEXT, message.carrier, message.getter);
+  const producer = trace.getSpanContext(extracted);
+  const links: Link[] = [];
+  let parent: Context = extracted;
+  if (producer && policy !== 'parent') {
+    links.push({ context: producer });
+  }
+  if (policy === 'link') {
+    // A new trace, but the producer's baggage (tenant, user, saga id) still applies.
+    const baggage = propagation.getBaggage(extracted);
+    parent = baggage ? propagation.setBaggage(ROOT_CONTEXT, baggage) : ROOT_CONTEXT;
+  }
+  const span = getOtelNestTracer().startSpan(
+    `process ${message.destination}`,
+    {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        [ATTR_MESSAGING_SYSTEM]: message.system,
+        [ATTR_MESSAGING_OPERATION_NAME]: 'process',
+        [ATTR_MESSAGING_OPERATION_TYPE]: 'process',
+        [ATTR_MESSAGING_DESTINATION_NAME]: message.destination,
+        [ATTR_NESTJS_PATTERN]: message.pattern,
+        [ATTR_NESTJS_HANDLER_TYPE]: isEvent ? 'event' : 'message',
+        ...message.attributes,
+      },
+    },
+    parent,
+  );
+  const state: ConsumerState = { span, isEvent, ended: false };
+  return { state, ctx: trace.setSpan(parent, span).setValue(CONSUMER_STATE, state) };
+}
+
+/** Ends a consumer span once; a recorded error makes it ERROR with `error.type`. */
+export function endConsumerSpan(state: ConsumerState): void {
+  if (state.ended) {
+    return;
+  }
+  state.ended = true;
+  try {
+    if (state.error !== undefined) {
+      recordError(state.span, state.error, rpcErrorType(state.error));
+    }
+  } finally {
+    state.span.end();
+  }
+}
+
+/** Records which controller method handled the message. */
+export function setConsumerHandler(state: ConsumerState, controller: string, handler: string): void {
+  state.span.setAttribute(ATTR_NESTJS_CONTROLLER, controller);
+  state.span.setAttribute(ATTR_NESTJS_HANDLER, handler);
+}
+
+/**
+ * `error.type` of a failed message: the exception class, or for the plain objects Nest sends back
+ * over the wire (`{ status: 'error', message }`) the `name` they carry, else `_OTHER`.
+ */
+export function rpcErrorType(error: unknown): string {
+  if (error !== null && typeof error === 'object' && !(error instanceof Error)) {
+    const name = (error as { name?: unknown }).name;
+    if (typeof name === 'string' && name) {
+      return name;
+    }
+  }
+  return errorTypeOf(error);
+}
+
+/** What a transport knows about an outgoing message. */
+export interface OutgoingMessageDescription {
+  system: string;
+  destination: string;
+  pattern: string;
+  /** `message` for `send()` (request-reply), `event` for `emit()`. */
+  isEvent: boolean;
+  attributes?: Attributes;
+}
+
+/**
+ * Starts the PRODUCER span `send {destination}` as a child of the active context. Returns the span
+ * and the context to inject into the message (so the consumer's parent or link is this span).
+ */
+export function startProducerSpan(message: OutgoingMessageDescription): { span: Span; ctx: Context } {
+  const active = context.active();
+  const span = getOtelNestTracer().startSpan(
+    `send ${message.destination}`,
+    {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        [ATTR_MESSAGING_SYSTEM]: message.system,
+        [ATTR_MESSAGING_OPERATION_NAME]: 'send',
+        [ATTR_MESSAGING_OPERATION_TYPE]: 'send',
+        [ATTR_MESSAGING_DESTINATION_NAME]: message.destination,
+        [ATTR_NESTJS_PATTERN]: message.pattern,
+        [ATTR_NESTJS_HANDLER_TYPE]: message.isEvent ? 'event' : 'message',
+        ...message.attributes,
+      },
+    },
+    active,
+  );
+  return { span, ctx: trace.setSpan(active, span) };
+}
+
+/**
+ * Ends a producer span exactly once. Returns a function to call with the outcome: no argument for
+ * success, an error (or error reply) for failure, or `{ timeout: true }`-like values through
+ * `errorType` for cancellations.
+ */
+export function producerSpanEnder(span: Span): (error?: unknown, errorType?: string) => void {
+  let ended = false;
+  return (error?: unknown, errorType?: string) => {
+    if (ended) {
+      return;
+    }
+    ended = true;
+    try {
+      if (error !== undefined) {
+        recordError(span, error, errorType ?? rpcErrorType(error));
+      } else if (errorType !== undefined) {
+        span.setAttribute(ATTR_ERROR_TYPE, errorType);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not complete a PRODUCER span.', err);
+    } finally {
+      span.end();
+    }
+  };
+}
+
+/** Writes the context of `ctx` into `carrier` with the global propagator. Never throws. */
+export function injectContext<C>(ctx: Context, carrier: C, setter: TextMapSetter<C>): void {
+  try {
+    propagation.inject(ctx, carrier, setter);
+  } catch (err) {
+    diag.error('otel-nest: could not write trace context headers; the message goes out without them.', err);
+  }
+}
+
+/** Size in bytes of a payload as sent (`messaging.message.body.size`), when it can be known cheaply. */
+export function bodySize(data: unknown): number | undefined {
+  if (data === undefined || data === null) {
+    return undefined;
+  }
+  if (typeof data === 'string') {
+    return Buffer.byteLength(data);
+  }
+  if (data instanceof Uint8Array) {
+    return data.byteLength;
+  }
+  return undefined;
+}
