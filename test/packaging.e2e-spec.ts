@@ -104,4 +104,32 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
     expect(child.output()).toMatch(/SDK shared with an earlier OtelModule\/otel-nest\/register/);
     expect(child.output()).not.toMatch(/Attempted duplicate registration/);
   });
+
+  it('with @opentelemetry/instrumentation-http also running: one SERVER span, enriched with the route', async () => {
+    child = await startChildApp(
+      'test/fixtures/app.mjs',
+      {
+        OTEL_SERVICE_NAME: 'with-instrumentation-http',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        FIXTURE_OTEL_OPTIONS: JSON.stringify({}),
+      },
+      ['--import', './test/fixtures/preload-instrumentation-http.mjs'],
+    );
+    const body = await request(child.port, '/orders/3', { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` });
+    expect(body.traceId).toBe(TRACE_ID);
+    await receiver.waitForSpans((s) => s.kind === SERVER && s.traceId === TRACE_ID);
+    // Give a duplicate, if there were one, time to arrive too.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const servers = receiver.spans.filter((s) => s.kind === SERVER && s.traceId === TRACE_ID);
+    expect(servers).toHaveLength(1);
+    expect(servers[0]!.scope.name).toBe('@opentelemetry/instrumentation-http');
+    expect(servers[0]!.name).toBe('GET /orders/:id');
+    expect(servers[0]!.parentSpanId).toBe(PARENT_ID);
+    expect(servers[0]!.attributes).toMatchObject({
+      'http.route': '/orders/:id',
+      'nestjs.controller': 'OrdersController',
+      'nestjs.handler': 'find',
+    });
+  });
 });

@@ -577,7 +577,7 @@ class EnvReader {
         decodedValue = decodeURIComponent((parts[1] ?? '').trim());
       } catch {
         this.warn(envInvalidResourceAttributes(entry.trim()));
-        continue;
+        return {};
       }
       attributes[decodedKey] = decodedValue;
     }

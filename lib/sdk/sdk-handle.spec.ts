@@ -101,6 +101,7 @@ describe('acquireSdk / releaseSdk: reference counting', () => {
     expect(hasContextManager()).toBe(true);
     expect(propagation.fields()).toContain('traceparent');
     endSpan('after-first-release');
+    await second.forceFlush();
     expect(exporter.spans.map((s) => s.name)).toEqual(['after-first-release']);
     expect(exporter.shutdowns).toBe(0);
 

@@ -1,0 +1,185 @@
+import { KafkaHeaders as NestKafkaHeaders, ServerKafka, type KafkaContext, type KafkaOptions } from '@nestjs/microservices';
+import { context, diag, type Attributes, type Context } from '@opentelemetry/api';
+import type { Observable } from 'rxjs';
+import {
+  ATTR_MESSAGING_CLIENT_ID,
+  ATTR_MESSAGING_CONSUMER_GROUP_NAME,
+  ATTR_MESSAGING_DESTINATION_PARTITION_ID,
+  ATTR_MESSAGING_KAFKA_OFFSET,
+  ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
+} from '../../semconv.js';
+import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
+import type { IncomingMessageDescription, MessagingServerTracingOptions } from '../shared/messaging-tracing.js';
+import { kafkaHeaderGetter, type KafkaHeaders } from './kafka.carrier.js';
+import {
+  brokerAttributes,
+  KAFKA_SYSTEM,
+  offsetAttribute,
+  recordAttributes,
+  withTraceHeaders,
+  type KafkaRecordLike,
+  type SerializerLike,
+} from './kafka-tracing.js';
+
+/** Options of {@link OtelServerKafka}: those of Nest's `ServerKafka`, plus `otel`. */
+export type OtelServerKafkaOptions = Required<KafkaOptions>['options'] & {
+  /**
+   * How handler spans relate to the producer's span: `eventConsume` (default `'link'`) for
+   * `@EventPattern`, `messageConsume` (default `'parent'`) for `@MessagePattern`. A handler's own
+   * `@Traced({ consume })` or `@EventPattern(topic, { otelConsume })` wins.
+   */
+  otel?: MessagingServerTracingOptions;
+};
+
+type EachMessagePayload = Parameters<ServerKafka['handleMessage']>[0];
+type KafkaMessage = EachMessagePayload['message'];
+type ReplySender = ServerKafka['sendMessage'];
+
+/**
+ * Nest's Kafka server with a CONSUMER span `process {topic}` around each record's whole handler
+ * pipeline (guards, interceptors, pipes, handler, and the Observable it returns), as the parent's
+ * child for `@MessagePattern` and linked to it for `@EventPattern` by default. The reply of a
+ * request carries the CONSUMER span's context in its headers.
+ *
+ * Every delivery of a record gets its own span, related to the producer's context in the same
+ * way: a record redelivered after a failure or a rebalance (same offset) is a second span with
+ * the same parent or link, so both attempts show up.
+ *
+ * ```ts
+ * app.connectMicroservice({ strategy: new OtelServerKafka({ client: { brokers }, consumer: { groupId } }) });
+ * ```
+ *
+ * @publicApi
+ */
+export class OtelServerKafka extends ServerKafka {
+  private readonly tracer: ConsumerTracer<KafkaContext>;
+  /** Records being handled, by topic/partition/offset: their raw headers, key and value bytes. */
+  private readonly inFlight = new Map<string, KafkaMessage>();
+  /** The CONSUMER span's context of each request, for the headers of its reply. */
+  private readonly replyContexts = new WeakMap<object, Context>();
+  /** Contexts whose end hook ran (Nest 11 does not run it for a Kafka event handler that returns no Observable). */
+  private readonly endedContexts = new WeakSet<object>();
+  private readonly ownEnds = new WeakSet<object>();
+  private userStartHook?: ProcessingStartHook;
+  private userEndHook?: ProcessingEndHook;
+
+  constructor(options: OtelServerKafkaOptions) {
+    super(options);
+    this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), options?.otel);
+    this.tracer.chainStart(this.innerStartHook);
+    this.tracer.chainEnd(this.innerEndHook);
+    super.setOnProcessingStartHook(this.tracer.startHook as Parameters<ServerKafka['setOnProcessingStartHook']>[0]);
+    super.setOnProcessingEndHook(this.tracer.endHook);
+  }
+
+  /** Hooks set by others (e.g. @nestjs/observe) keep running, inside the CONSUMER span. */
+  override setOnProcessingStartHook(hook: Parameters<ServerKafka['setOnProcessingStartHook']>[0]): void {
+    this.userStartHook = hook as ProcessingStartHook;
+  }
+
+  override setOnProcessingEndHook(hook: Parameters<ServerKafka['setOnProcessingEndHook']>[0]): void {
+    this.userEndHook = hook as ProcessingEndHook;
+  }
+
+  override async handleMessage(payload: EachMessagePayload): Promise<any> {
+    const key = recordKey(payload?.topic, payload?.partition, payload?.message?.offset);
+    if (key !== undefined) {
+      this.inFlight.set(key, payload.message);
+    }
+    try {
+      return await super.handleMessage(payload);
+    } finally {
+      if (key !== undefined) {
+        this.inFlight.delete(key);
+      }
+    }
+  }
+
+  override async handleEvent(pattern: string, packet: Parameters<ServerKafka['handleEvent']>[1], ctx: KafkaContext): Promise<any> {
+    this.tracer.markEvent(ctx);
+    try {
+      return await super.handleEvent(pattern, packet, ctx);
+    } finally {
+      // Nest 11 runs no end hook after an event handler that returns a value or a Promise;
+      // its work is over once handleEvent settles. On Nest 12 the hook has run by now.
+      if (!this.endedContexts.has(ctx)) {
+        this.ownEnds.add(ctx);
+        this.tracer.endHook(this.transportId, ctx);
+      }
+    }
+  }
+
+  override send(stream$: Observable<any>, respond: Parameters<ServerKafka['send']>[1]): ReturnType<ServerKafka['send']> {
+    return super.send(this.tracer.watchReply(stream$), respond);
+  }
+
+  override sendMessage(...args: Parameters<ReplySender>): ReturnType<ReplySender> {
+    const replyContext = this.replyContexts.get(args[4]);
+    // The serializer writes the active context into the reply's headers.
+    return replyContext ? context.with(replyContext, () => super.sendMessage(...args)) : super.sendMessage(...args);
+  }
+
+  protected override initializeSerializer(options: Parameters<ServerKafka['initializeSerializer']>[0]): void {
+    super.initializeSerializer(options);
+    this.serializer = withTraceHeaders(this.serializer as SerializerLike) as typeof this.serializer;
+  }
+
+  private readonly innerStartHook: ProcessingStartHook = (transportId, ctx, done) => {
+    // Runs inside the CONSUMER span's context (ConsumerTracer's start hook calls it there).
+    this.replyContexts.set(ctx, context.active());
+    return this.userStartHook ? this.userStartHook(transportId, ctx, done) : done();
+  };
+
+  private readonly innerEndHook: ProcessingEndHook = (transportId, ctx) => {
+    this.endedContexts.add(ctx);
+    if (this.ownEnds.has(ctx)) {
+      // Our fallback end on Nest 11: the user's hook was not due, as Nest itself does not run it.
+      return;
+    }
+    this.userEndHook?.(transportId, ctx);
+  };
+
+  private describe(ctx: KafkaContext): IncomingMessageDescription<KafkaHeaders> | undefined {
+    try {
+      const topic = ctx.getTopic();
+      const partition = ctx.getPartition();
+      const parsed = ctx.getMessage() as KafkaRecordLike & { offset?: string };
+      const key = recordKey(topic, partition, parsed?.offset);
+      const raw = key === undefined ? undefined : this.inFlight.get(key);
+      // The raw record keeps the bytes: headers as sent, the key, and the value's real size.
+      const record: KafkaRecordLike = raw ?? { key: parsed?.key, headers: parsed?.headers };
+      const attributes: Attributes = {
+        ...brokerAttributes(this.brokers),
+        ...recordAttributes(record),
+        [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(partition),
+        [ATTR_MESSAGING_CONSUMER_GROUP_NAME]: this.groupId,
+        [ATTR_MESSAGING_CLIENT_ID]: this.clientId,
+      };
+      const offset = offsetAttribute(parsed?.offset);
+      if (offset !== undefined) {
+        attributes[ATTR_MESSAGING_KAFKA_OFFSET] = offset;
+      }
+      const correlationId = parsed?.headers?.[NestKafkaHeaders.CORRELATION_ID];
+      if (typeof correlationId === 'string' && correlationId !== '') {
+        attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = correlationId;
+      }
+      return {
+        system: KAFKA_SYSTEM,
+        destination: topic,
+        pattern: topic,
+        carrier: (record.headers ?? {}) as KafkaHeaders,
+        getter: kafkaHeaderGetter,
+        attributes,
+      };
+    } catch (err) {
+      diag.error('otel-nest: could not read a Kafka record for tracing; it is handled untraced.', err);
+      return undefined;
+    }
+  }
+}
+
+function recordKey(topic: unknown, partition: unknown, offset: unknown): string | undefined {
+  return typeof topic === 'string' && typeof partition === 'number' && typeof offset === 'string'
+    ? `${topic}\u0000${partition}\u0000${offset}`
+    : undefined;
+}

@@ -1,0 +1,219 @@
+import {
+  context,
+  createContextKey,
+  diag,
+  ROOT_CONTEXT,
+  type Attributes,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
+import { ClientRMQ, RmqRecord, type ReadPacket, type RmqOptions, type WritePacket } from '@nestjs/microservices';
+import { Observable } from 'rxjs';
+import {
+  ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
+  ATTR_MESSAGING_MESSAGE_ID,
+  ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
+} from '../../semconv.js';
+import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
+import { rmqHeaderSetter } from './rmq.carrier.js';
+
+/** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
+export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
+
+/**
+ * `error.type` of a `send()` PRODUCER span whose subscriber went away before the last reply:
+ * an RxJS `timeout()`, `take(n)` on a streamed reply, or an explicit `unsubscribe()`.
+ */
+export const RMQ_CANCELLED_ERROR_TYPE = 'cancelled';
+
+interface Producer {
+  readonly span: Span;
+  /** Ends the span once: no argument for success, an error, or `(undefined, errorType)`. */
+  readonly end: (error?: unknown, errorType?: string) => void;
+}
+
+/** The PRODUCER span of the message being published in the active context. */
+const PRODUCER = createContextKey('otel-nest rmq producer');
+
+/**
+ * Nest's `ClientRMQ`, with a PRODUCER span `send {destination}` for every `send()` and `emit()`,
+ * and the span's context written into AMQP `properties.headers` by the global propagator
+ * (`traceparent`, `tracestate`, `baggage`). Payloads, the user's headers (`options.headers`,
+ * `RmqRecord` options) and every error are exactly Nest's.
+ *
+ * - `send()`: the span covers connecting, publishing and waiting; it ends with the last reply, with
+ *   status ERROR and `error.type` on an error reply or a failure, and with `error.type` `cancelled`
+ *   (status ERROR) when the subscriber unsubscribes first (RxJS `timeout()`, `take(1)` on a stream).
+ *   `messaging.message.conversation_id` is Nest's request id (the AMQP correlation id).
+ * - `emit()`: the span ends when the broker confirmed the message, or with ERROR when it could not
+ *   be published.
+ *
+ * ```ts
+ * ClientsModule.register([{ name: 'ORDERS', customClass: OtelClientRMQ, options: { urls, queue: 'orders' } }]);
+ * ```
+ *
+ * @publicApi
+ */
+export class OtelClientRMQ extends ClientRMQ {
+  private readonly connectionAttributes: Attributes;
+
+  constructor(options: OtelClientRmqOptions) {
+    super(options);
+    this.connectionAttributes = serverAttributes(options?.urls);
+  }
+
+  /**
+   * Connects outside of any request's context: the connection's callbacks (replies arriving, for
+   * one) would otherwise run in the context of whichever request happened to connect first.
+   */
+  override connect(): Promise<any> {
+    return context.with(ROOT_CONTEXT, () => super.connect());
+  }
+
+  override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    const source$ = super.send<TResult, TInput>(pattern, data);
+    if (isNil(pattern) || isNil(data)) {
+      // Nest answers with an InvalidMessageException without publishing anything.
+      return source$;
+    }
+    return new Observable<TResult>((subscriber) => {
+      const parent = context.active();
+      const producer = this.startProducer(pattern, data, false, parent);
+      if (!producer) {
+        return source$.subscribe(subscriber);
+      }
+      // The subscriber's own code runs in its own context, not the PRODUCER span's or the
+      // connection's.
+      const deliver = (notify: () => void): void => context.with(parent, notify);
+      const subscription = context.with(producer.ctx, () =>
+        source$.subscribe({
+          next: (value) => deliver(() => subscriber.next(value)),
+          error: (err: unknown) => {
+            producer.end(err);
+            deliver(() => subscriber.error(err));
+          },
+          complete: () => {
+            producer.end();
+            deliver(() => subscriber.complete());
+          },
+        }),
+      );
+      return () => {
+        // After a reply or an error the span has ended already and this does nothing.
+        producer.end(undefined, RMQ_CANCELLED_ERROR_TYPE);
+        subscription.unsubscribe();
+      };
+    });
+  }
+
+  override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (isNil(pattern) || isNil(data)) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    const producer = this.startProducer(pattern, data, true, context.active());
+    if (!producer) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    let result$: Observable<TResult>;
+    try {
+      // Nest's emit is hot: it connects and publishes now, in the PRODUCER span's context.
+      result$ = context.with(producer.ctx, () => super.emit<TResult, TInput>(pattern, data));
+    } catch (err) {
+      producer.end(err);
+      throw err;
+    }
+    // A Subject-backed connectable: one more observer changes nothing for the caller's.
+    result$.subscribe({ error: (err: unknown) => producer.end(err), complete: () => producer.end() });
+    return result$;
+  }
+
+  /** Ends the `send()` span on the last reply or an error reply, before the caller sees it. */
+  protected override publish(message: ReadPacket, callback: (packet: WritePacket) => any): () => void {
+    const producer = context.active().getValue(PRODUCER) as Producer | undefined;
+    if (!producer) {
+      return super.publish(message, callback);
+    }
+    const observe = (packet: WritePacket): any => {
+      // Same tests as Nest's ClientProxy.createObserver. Ending first means a caller that
+      // unsubscribes on the value (`firstValueFrom`) does not turn a reply into a cancellation.
+      if (packet?.err) {
+        producer.end(packet.err);
+      } else if (packet?.isDisposed) {
+        producer.end();
+      }
+      return callback(packet);
+    };
+    const teardown = super.publish(message, observe);
+    // Nest assigned the request id (also the AMQP correlation id) inside publish.
+    const id = (message as ReadPacket & { id?: unknown }).id;
+    if (typeof id === 'string' && id) {
+      producer.span.setAttribute(ATTR_MESSAGING_MESSAGE_CONVERSATION_ID, id);
+    }
+    return teardown;
+  }
+
+  /**
+   * Nest's merge of `options.headers` and the message's own headers, plus the trace headers of the
+   * active context (the PRODUCER span's, for `send()` and `emit()`). Without a context to propagate
+   * it returns exactly what Nest would.
+   */
+  protected override mergeHeaders(requestHeaders?: Record<string, string>): Record<string, string> | undefined {
+    const merged = super.mergeHeaders(requestHeaders);
+    const traceHeaders: Record<string, string> = {};
+    injectContext(context.active(), traceHeaders, rmqHeaderSetter);
+    if (Object.keys(traceHeaders).length === 0) {
+      return merged;
+    }
+    return { ...merged, ...traceHeaders };
+  }
+
+  private startProducer(
+    pattern: unknown,
+    data: unknown,
+    isEvent: boolean,
+    parent: Context,
+  ): (Producer & { ctx: Context }) | undefined {
+    try {
+      // The same string Nest publishes (routing key in exchange modes) and the server matches.
+      const patternString = typeof pattern === 'string' ? pattern : JSON.stringify(pattern);
+      const { exchange, routingKey } = this.route(patternString);
+      const attributes: Attributes = { ...this.connectionAttributes };
+      if (routingKey) {
+        attributes[ATTR_MESSAGING_RABBITMQ_ROUTING_KEY] = routingKey;
+      }
+      const messageId = data instanceof RmqRecord ? (data.options as { messageId?: unknown } | undefined)?.messageId : undefined;
+      if (typeof messageId === 'string' && messageId) {
+        attributes[ATTR_MESSAGING_MESSAGE_ID] = messageId;
+      }
+      const { span, ctx } = context.with(parent, () =>
+        startProducerSpan({
+          system: RABBITMQ_SYSTEM,
+          destination: publishDestination(exchange, routingKey),
+          pattern: patternString,
+          isEvent,
+          attributes,
+        }),
+      );
+      const producer: Producer = { span, end: producerSpanEnder(span) };
+      return { ...producer, ctx: ctx.setValue(PRODUCER, producer) };
+    } catch (err) {
+      diag.error('otel-nest: could not start the RabbitMQ PRODUCER span; the message goes out untraced.', err);
+      return undefined;
+    }
+  }
+
+  /** Where Nest's ClientRMQ publishes: the exchange in wildcard and fanout modes, else the queue. */
+  private route(pattern: string): { exchange: string; routingKey: string } {
+    const options = this.options ?? {};
+    if (options.wildcards || options.exchangeType === 'fanout') {
+      const exchange = 'exchange' in options ? options.exchange : this.queue;
+      return { exchange: exchange ?? '', routingKey: pattern };
+    }
+    return { exchange: '', routingKey: this.queue };
+  }
+}
+
+function isNil(value: unknown): value is null | undefined {
+  return value === null || value === undefined;
+}
