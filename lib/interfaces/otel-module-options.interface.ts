@@ -20,9 +20,12 @@ export interface OtlpHttpExporterOptions {
    * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`, else `http://localhost:4318/v1/traces`.
    */
   url?: string;
-  /** Extra HTTP headers (e.g. an API key). Default: `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, else none. */
+  /**
+   * Extra HTTP headers (e.g. an API key). Default: `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, else none.
+   * Merged per header name: these win over the traces variable, which wins over the generic one.
+   */
   headers?: Record<string, string>;
-  /** Export request timeout in ms. Default: `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`, else 10000. */
+  /** Export request timeout in ms (> 0). Default: `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`, else 10000. */
   timeoutMillis?: number;
 }
 
@@ -33,7 +36,10 @@ export interface OtlpHttpExporterOptions {
  */
 export type ExporterOption = 'otlp' | 'console' | 'none' | OtlpHttpExporterOptions | SpanExporter;
 
-/** BatchSpanProcessor settings; each defaults to its `OTEL_BSP_*` variable, else the SDK default. */
+/**
+ * BatchSpanProcessor settings; each defaults to its `OTEL_BSP_*` variable, else the SDK default.
+ * All are positive integers, and `maxExportBatchSize` must not exceed `maxQueueSize`.
+ */
 export interface BatchOptions {
   /** Spans kept in memory before new ones are dropped. Default 2048 (`OTEL_BSP_MAX_QUEUE_SIZE`). */
   maxQueueSize?: number;
@@ -46,8 +52,9 @@ export interface BatchOptions {
 }
 
 /**
- * Which spans are sampled. A `Sampler` instance is used as is; a name follows `OTEL_TRACES_SAMPLER`;
- * `{ ratio }` is `ParentBased(TraceIdRatioBased(ratio))` (or unparented with `parentBased: false`).
+ * Which spans are sampled. A `Sampler` instance is used as is; a name follows `OTEL_TRACES_SAMPLER`
+ * (the two ratio names take their ratio from `OTEL_TRACES_SAMPLER_ARG`, else 1.0);
+ * `{ ratio }` (0 to 1) is `ParentBased(TraceIdRatioBased(ratio))` (or unparented with `parentBased: false`).
  * Default: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else `parentbased_always_on`.
  */
 export type SamplerOption = Sampler | SamplerName | { ratio: number; parentBased?: boolean };
@@ -78,11 +85,22 @@ export interface HttpClientTracingOptions {
   httpService?: boolean;
 }
 
-/** Options of {@link OtelModule.forRoot}. Every option is optional. */
+/**
+ * Options of {@link OtelModule.forRoot}. Every option is optional. Explicit options win over the
+ * `OTEL_*` variables, which win over the defaults. A wrong explicit option (or an unknown key)
+ * throws `OtelConfigError` at bootstrap; a wrong variable is a logged warning and falls back.
+ *
+ * The SDK options (`serviceName` to `spanProcessors`) cannot change an SDK that already runs in
+ * this process (started by `otel-nest/register` or an earlier `forRoot`): they are then ignored,
+ * with a warning that names them.
+ */
 export interface OtelModuleOptions {
-  /** `service.name`. Default: `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:node`. */
+  /**
+   * `service.name`. Default: `resourceAttributes['service.name']`, else `OTEL_SERVICE_NAME`, else
+   * `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<argv0>` (e.g. `unknown_service:node`).
+   */
   serviceName?: string;
-  /** `service.version`. Default: `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else unset. */
+  /** `service.version`. Default: `resourceAttributes['service.version']`, else `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else unset. */
   serviceVersion?: string;
   /** Extra resource attributes, merged over `OTEL_RESOURCE_ATTRIBUTES`. Default `{}`. */
   resourceAttributes?: Attributes;
@@ -92,18 +110,25 @@ export interface OtelModuleOptions {
   batch?: BatchOptions | false;
   /** See {@link SamplerOption}. Default `parentbased_always_on` (or `OTEL_TRACES_SAMPLER`). */
   sampler?: SamplerOption;
-  /** SDK span limits (attribute count/length, events, links). Default: the SDK's (`OTEL_SPAN_*_LIMIT`). */
+  /**
+   * SDK span limits (attribute count/length, events, links), non-negative integers. Default per field:
+   * `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` / `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` (else no limit),
+   * `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` / `OTEL_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`,
+   * `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT` (else 128).
+   */
   spanLimits?: SpanLimits;
   /**
    * Propagators, in order; or any `TextMapPropagator`. Default: `OTEL_PROPAGATORS`, else
    * `['tracecontext', 'baggage']`. Add `'b3'` / `'b3multi'` / `'jaeger'` for meshes that use them.
+   * `['none']` (alone) turns propagation off.
    */
   propagators?: PropagatorName[] | TextMapPropagator;
   /** Extra span processors added after the exporter's (e.g. a redaction processor). Default none. */
   spanProcessors?: SpanProcessor[];
   /**
    * Baggage keys copied onto every span started in this process as attributes of the same name
-   * (e.g. `['tenant.id', 'user.id']`). Default none.
+   * (e.g. `['tenant.id', 'user.id']`). An attribute given to `startSpan` wins. Applies also to an SDK
+   * started by `otel-nest/register`; with your own SDK, add `BaggageAttributesSpanProcessor` to it. Default none.
    */
   baggageToAttributes?: string[];
   /** HTTP server spans; `false` turns them off. Default on. */

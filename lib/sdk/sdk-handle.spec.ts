@@ -69,8 +69,11 @@ function fakeProcess(): ExitProcess & EventEmitter & { kill: ReturnType<typeof v
   return Object.assign(new EventEmitter(), { pid: 4242, kill: vi.fn() });
 }
 
-function fakeLogger(): SdkLogger & { warn: ReturnType<typeof vi.fn>; error: ReturnType<typeof vi.fn> } {
-  return { warn: vi.fn(), error: vi.fn() };
+function fakeLogger() {
+  return {
+    warn: vi.fn<(message: string) => void>(),
+    error: vi.fn<(message: string, error?: unknown) => void>(),
+  } satisfies SdkLogger;
 }
 
 afterEach(async () => {
@@ -141,6 +144,18 @@ describe('acquireSdk / releaseSdk: reference counting', () => {
     expect(exporter.spans).toHaveLength(0);
     await releaseSdk(handle);
     expect(exporter.spans.map((s) => s.name)).toEqual(['buffered']);
+  });
+
+  it('a release that is not the last still flushes that application\'s spans', async () => {
+    const exporter = new RecordingExporter();
+    const options = { exporter, batch: { scheduledDelayMillis: 60_000 } };
+    const first = acquire(options);
+    acquire(options);
+    endSpan('of-first-app');
+    await releaseSdk(first);
+    expect(exporter.spans.map((s) => s.name)).toEqual(['of-first-app']);
+    expect(exporter.shutdowns).toBe(0);
+    expect(detectExistingProvider()).toBe('otel-nest');
   });
 
   it('forceFlush exports buffered spans and keeps the SDK running', async () => {

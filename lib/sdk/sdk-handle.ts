@@ -64,8 +64,9 @@ export interface SdkHandle {
   /** Exports every finished span now. Never rejects. */
   forceFlush(): Promise<void>;
   /**
-   * Releases this holder (same as {@link releaseSdk}). The last holder of an otel-nest provider
-   * shuts it down. Idempotent; never rejects.
+   * Releases this holder (same as {@link releaseSdk}) after flushing finished spans. The last
+   * holder of an otel-nest provider also shuts it down and unregisters the globals it registered.
+   * Idempotent; never rejects.
    */
   shutdown(): Promise<void>;
 }
@@ -160,13 +161,8 @@ function join(
     samplerDescription: running.summary.sampler,
     propagatorDescription: running.summary.propagators.join(',') || 'none',
     forceFlush: async () => {
-      if (released) {
-        return;
-      }
-      try {
-        await state.provider.forceFlush();
-      } catch (error) {
-        logger.error(sdkFlushFailed(), error);
+      if (!released) {
+        await flush(state, logger);
       }
     },
     shutdown: async () => {
@@ -178,7 +174,10 @@ function join(
       applyBaggageKeys(state);
       if (state.holders.size === 0) {
         await shutdownState(state, logger);
+        return;
       }
+      // Others still hold the SDK, but this application's spans should leave with it.
+      await flush(state, logger);
     },
   };
   state.holders.add(handle);
@@ -206,15 +205,19 @@ async function shutdownState(state: SdkState, logger: SdkLogger): Promise<void> 
   if (globalTracerProvider() === state.provider) {
     unregisterGlobals(state.registered);
   }
-  try {
-    await state.provider.forceFlush();
-  } catch (error) {
-    logger.error(sdkFlushFailed(), error);
-  }
+  await flush(state, logger);
   try {
     await state.provider.shutdown();
   } catch (error) {
     logger.error(sdkShutdownFailed(), error);
+  }
+}
+
+async function flush(state: SdkState, logger: SdkLogger): Promise<void> {
+  try {
+    await state.provider.forceFlush();
+  } catch (error) {
+    logger.error(sdkFlushFailed(), error);
   }
 }
 

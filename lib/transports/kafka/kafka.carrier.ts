@@ -5,7 +5,7 @@ import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
  * occurs more than once) or as Nest's `KafkaParser` hands them to handlers (strings), and as
  * producers write them (string or Buffer).
  */
-export type KafkaHeaders = Record<string, unknown>;
+export type KafkaHeaderCarrier = Record<string, unknown>;
 
 /** One header value as text: a string, a Buffer or byte array (UTF-8), anything else ignored. */
 function headerText(value: unknown): string | undefined {
@@ -28,7 +28,7 @@ function headerText(value: unknown): string | undefined {
  * and two `traceparent` values no longer form a valid one, so the W3C propagator starts a new
  * trace, as the trace-context spec asks for a duplicated `traceparent`.
  */
-export const kafkaHeaderGetter: TextMapGetter<KafkaHeaders | null | undefined> = {
+export const kafkaHeaderGetter: TextMapGetter<KafkaHeaderCarrier | null | undefined> = {
   get(carrier, key) {
     if (!carrier || typeof carrier !== 'object') {
       return undefined;
@@ -60,7 +60,7 @@ export const kafkaHeaderGetter: TextMapGetter<KafkaHeaders | null | undefined> =
 };
 
 /** Writes trace context into Kafka record headers (string values, as kafkajs accepts them). */
-export const kafkaHeaderSetter: TextMapSetter<KafkaHeaders> = {
+export const kafkaHeaderSetter: TextMapSetter<KafkaHeaderCarrier> = {
   set(carrier, key, value) {
     if (carrier && typeof carrier === 'object') {
       carrier[key] = value;

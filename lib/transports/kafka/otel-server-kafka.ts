@@ -10,7 +10,7 @@ import {
 } from '../../semconv.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
 import type { IncomingMessageDescription, MessagingServerTracingOptions } from '../shared/messaging-tracing.js';
-import { kafkaHeaderGetter, type KafkaHeaders } from './kafka.carrier.js';
+import { kafkaHeaderGetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 import {
   brokerAttributes,
   KAFKA_SYSTEM,
@@ -31,6 +31,9 @@ export type OtelServerKafkaOptions = Required<KafkaOptions>['options'] & {
   otel?: MessagingServerTracingOptions;
 };
 
+type KafkaServerOptions = Required<KafkaOptions>['options'];
+type StartHook = Parameters<ServerKafka['setOnProcessingStartHook']>[0];
+type EndHook = Parameters<ServerKafka['setOnProcessingEndHook']>[0];
 type EachMessagePayload = Parameters<ServerKafka['handleMessage']>[0];
 type KafkaMessage = EachMessagePayload['message'];
 type ReplySender = ServerKafka['sendMessage'];
@@ -63,21 +66,22 @@ export class OtelServerKafka extends ServerKafka {
   private userStartHook?: ProcessingStartHook;
   private userEndHook?: ProcessingEndHook;
 
-  constructor(options: OtelServerKafkaOptions) {
-    super(options);
-    this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), options?.otel);
+  constructor(options: OtelServerKafkaOptions = {}) {
+    const { otel, ...kafkaOptions } = options ?? {};
+    super(kafkaOptions as KafkaServerOptions);
+    this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), otel);
     this.tracer.chainStart(this.innerStartHook);
     this.tracer.chainEnd(this.innerEndHook);
-    super.setOnProcessingStartHook(this.tracer.startHook as Parameters<ServerKafka['setOnProcessingStartHook']>[0]);
-    super.setOnProcessingEndHook(this.tracer.endHook);
+    super.setOnProcessingStartHook(this.tracer.startHook as StartHook);
+    super.setOnProcessingEndHook(this.tracer.endHook as EndHook);
   }
 
   /** Hooks set by others (e.g. @nestjs/observe) keep running, inside the CONSUMER span. */
-  override setOnProcessingStartHook(hook: Parameters<ServerKafka['setOnProcessingStartHook']>[0]): void {
+  override setOnProcessingStartHook(hook: StartHook): void {
     this.userStartHook = hook as ProcessingStartHook;
   }
 
-  override setOnProcessingEndHook(hook: Parameters<ServerKafka['setOnProcessingEndHook']>[0]): void {
+  override setOnProcessingEndHook(hook: EndHook): void {
     this.userEndHook = hook as ProcessingEndHook;
   }
 
@@ -126,20 +130,24 @@ export class OtelServerKafka extends ServerKafka {
 
   private readonly innerStartHook: ProcessingStartHook = (transportId, ctx, done) => {
     // Runs inside the CONSUMER span's context (ConsumerTracer's start hook calls it there).
-    this.replyContexts.set(ctx, context.active());
+    if (isObject(ctx)) {
+      this.replyContexts.set(ctx, context.active());
+    }
     return this.userStartHook ? this.userStartHook(transportId, ctx, done) : done();
   };
 
   private readonly innerEndHook: ProcessingEndHook = (transportId, ctx) => {
-    this.endedContexts.add(ctx);
-    if (this.ownEnds.has(ctx)) {
+    if (isObject(ctx)) {
+      this.endedContexts.add(ctx);
+    }
+    if (isObject(ctx) && this.ownEnds.has(ctx)) {
       // Our fallback end on Nest 11: the user's hook was not due, as Nest itself does not run it.
       return;
     }
     this.userEndHook?.(transportId, ctx);
   };
 
-  private describe(ctx: KafkaContext): IncomingMessageDescription<KafkaHeaders> | undefined {
+  private describe(ctx: KafkaContext): IncomingMessageDescription<KafkaHeaderCarrier> | undefined {
     try {
       const topic = ctx.getTopic();
       const partition = ctx.getPartition();
@@ -167,7 +175,7 @@ export class OtelServerKafka extends ServerKafka {
         system: KAFKA_SYSTEM,
         destination: topic,
         pattern: topic,
-        carrier: (record.headers ?? {}) as KafkaHeaders,
+        carrier: (record.headers ?? {}) as KafkaHeaderCarrier,
         getter: kafkaHeaderGetter,
         attributes,
       };
@@ -176,6 +184,10 @@ export class OtelServerKafka extends ServerKafka {
       return undefined;
     }
   }
+}
+
+function isObject(value: unknown): value is object {
+  return value !== null && (typeof value === 'object' || typeof value === 'function');
 }
 
 function recordKey(topic: unknown, partition: unknown, offset: unknown): string | undefined {

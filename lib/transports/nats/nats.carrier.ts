@@ -15,10 +15,10 @@ export interface NatsHeaders {
 }
 
 /**
- * A header value longer than this is ignored on extraction. W3C trace context fields are far
- * shorter, and the W3C baggage limit is 8192 bytes for the whole header.
+ * A header whose values add up to more than this many characters is ignored on extraction. W3C
+ * trace context fields are far shorter, and 8192 bytes is the W3C baggage limit.
  */
-const MAX_HEADER_VALUE_LENGTH = 8192;
+const MAX_HEADER_LENGTH = 8192;
 
 /** Header fields that must appear once (W3C Trace Context): a duplicated one is invalid. */
 const SINGLE_VALUED = new Set(['traceparent']);
@@ -45,12 +45,14 @@ export const natsHeaderGetter: TextMapGetter<NatsHeaders | null | undefined> = {
     try {
       const wanted = key.toLowerCase();
       const found: string[] = [];
+      let length = 0;
       for (const name of carrier.keys()) {
         if (typeof name !== 'string' || name.toLowerCase() !== wanted) {
           continue;
         }
         for (const value of carrier.values(name)) {
-          if (typeof value !== 'string' || value.length > MAX_HEADER_VALUE_LENGTH) {
+          length += typeof value === 'string' ? value.length : Infinity;
+          if (length > MAX_HEADER_LENGTH) {
             return undefined;
           }
           found.push(value);

@@ -1,6 +1,6 @@
 import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
 import { context, createContextKey, diag, type Context, type Span } from '@opentelemetry/api';
-import { Observable } from 'rxjs';
+import { Observable, type ReplaySubject } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
@@ -40,6 +40,12 @@ interface Producer {
  * @publicApi
  */
 export class OtelClientNats extends ClientNats {
+  /**
+   * Type-only widening (nothing is emitted): makes the class assignable to `customClass` of
+   * `ClientsModule.register`, which Nest's own `ClientNats` is not under `strict`.
+   */
+  protected declare _status$: ReplaySubject<any>;
+
   constructor(options: NatsClientOptions = {}) {
     super(options);
   }

@@ -41,6 +41,10 @@ interface IncomingNatsMessage {
   requestId?: string;
 }
 
+/** Nest 12 (`runWithProcessingHooks`) runs the end hook once every request's reply stream settles. */
+const NEST_ENDS_EVERY_REQUEST =
+  typeof (ServerNats.prototype as unknown as Record<string, unknown>)['runWithProcessingHooks'] === 'function';
+
 // Set around `handleMessage`, so that `handleEvent` and `getPublisher`, which run in its async
 // flow and receive the message's NatsContext, can tie the raw message to that context.
 const INCOMING_NATS_MESSAGE = createContextKey('otel-nest incoming NATS message');
@@ -100,7 +104,21 @@ export class OtelServerNats extends ServerNats {
   /** Called for request-reply messages only, before processing starts; `id` is Nest's correlation id. */
   override getPublisher(natsMsg: any, id: string, ctx: NatsContext): (response: any) => any {
     this.remember(ctx, id);
-    return super.getPublisher(natsMsg, id, ctx);
+    const publish = super.getPublisher(natsMsg, id, ctx);
+    if (natsMsg?.reply || NEST_ENDS_EVERY_REQUEST) {
+      return publish;
+    }
+    // Nest 11 runs the end hook from the reply publisher only, after a reply subject check: a
+    // request without one (a non-Nest peer's publish with an id) would leave its span open.
+    return (response: any) => {
+      try {
+        return publish(response);
+      } finally {
+        if (response?.isDisposed) {
+          this.consumerTracer.endHook(this.transportId, ctx);
+        }
+      }
+    };
   }
 
   override send(stream$: Observable<any>, respond: (data: WritePacket) => Promise<unknown> | void): Subscription {

@@ -25,7 +25,7 @@ export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
  * `error.type` of a `send()` PRODUCER span whose subscriber went away before the last reply:
  * an RxJS `timeout()`, `take(n)` on a streamed reply, or an explicit `unsubscribe()`.
  */
-export const RMQ_CANCELLED_ERROR_TYPE = 'cancelled';
+export const RMQ_SEND_CANCELLED = 'cancelled';
 
 interface Producer {
   readonly span: Span;
@@ -90,7 +90,7 @@ export class OtelClientRMQ extends ClientRMQ {
         source$.subscribe({
           next: (value) => deliver(() => subscriber.next(value)),
           error: (err: unknown) => {
-            producer.end(err);
+            producer.end(recordable(err));
             deliver(() => subscriber.error(err));
           },
           complete: () => {
@@ -101,7 +101,7 @@ export class OtelClientRMQ extends ClientRMQ {
       );
       return () => {
         // After a reply or an error the span has ended already and this does nothing.
-        producer.end(undefined, RMQ_CANCELLED_ERROR_TYPE);
+        producer.end(undefined, RMQ_SEND_CANCELLED);
         subscription.unsubscribe();
       };
     });
@@ -120,11 +120,11 @@ export class OtelClientRMQ extends ClientRMQ {
       // Nest's emit is hot: it connects and publishes now, in the PRODUCER span's context.
       result$ = context.with(producer.ctx, () => super.emit<TResult, TInput>(pattern, data));
     } catch (err) {
-      producer.end(err);
+      producer.end(recordable(err));
       throw err;
     }
     // A Subject-backed connectable: one more observer changes nothing for the caller's.
-    result$.subscribe({ error: (err: unknown) => producer.end(err), complete: () => producer.end() });
+    result$.subscribe({ error: (err: unknown) => producer.end(recordable(err)), complete: () => producer.end() });
     return result$;
   }
 
@@ -138,7 +138,7 @@ export class OtelClientRMQ extends ClientRMQ {
       // Same tests as Nest's ClientProxy.createObserver. Ending first means a caller that
       // unsubscribes on the value (`firstValueFrom`) does not turn a reply into a cancellation.
       if (packet?.err) {
-        producer.end(packet.err);
+        producer.end(recordable(packet.err));
       } else if (packet?.isDisposed) {
         producer.end();
       }
@@ -212,6 +212,21 @@ export class OtelClientRMQ extends ClientRMQ {
     }
     return { exchange: '', routingKey: this.queue };
   }
+}
+
+/**
+ * What the span records for a failure. Nest's ClientRMQ fails a connection attempt with the
+ * connection manager's `connectFailed` event, `{ err, url }`: the span gets the inner error, and
+ * not the URL, which may hold credentials. The caller still receives the event unchanged.
+ */
+function recordable(error: unknown): unknown {
+  if (error !== null && typeof error === 'object' && !(error instanceof Error)) {
+    const inner = (error as { err?: unknown }).err;
+    if (inner instanceof Error) {
+      return inner;
+    }
+  }
+  return error;
 }
 
 function isNil(value: unknown): value is null | undefined {
