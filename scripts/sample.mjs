@@ -69,11 +69,11 @@ function get(url, headers) {
 // Nest's warnings and errors, one line each on stdout, in order with the rest: the stack trace of
 // the failing request would bury the trees.
 const oneLine = (message) => (message instanceof Error ? `${message.name}: ${message.message}` : String(message));
-const quiet = () => {};
+const ignore = () => {};
 const logger = {
-  log: quiet,
-  debug: quiet,
-  verbose: quiet,
+  log: ignore,
+  debug: ignore,
+  verbose: ignore,
   warn: (message, ...rest) => console.log(`   [Nest] WARN [${rest.at(-1)}] ${oneLine(message)}`),
   error: (message, ...rest) => console.log(`   [Nest] ERROR [${rest.at(-1)}] ${oneLine(message)}`),
   fatal: (message, ...rest) => console.log(`   [Nest] FATAL [${rest.at(-1)}] ${oneLine(message)}`),
@@ -200,7 +200,11 @@ for (const [index, req] of REQUESTS.entries()) {
 
 const strays = traces.getSpans().filter((span) => !seen.has(span.spanContext().traceId));
 console.log('');
-check(strays.length === 0, `no spans outside these ${REQUESTS.length} traces (found ${strays.length})`);
+if (!check(strays.length === 0, `no spans outside these ${REQUESTS.length} traces (found ${strays.length})`)) {
+  for (const traceId of new Set(strays.map((span) => span.spanContext().traceId))) {
+    console.log(`\n${traces.formatTrace(traceId).replace(/^/gm, '   ')}`);
+  }
+}
 
 if (failures > 0) {
   console.error(`\nThe sample's traces are not as expected: ${failures} check(s) failed.`);

@@ -28,11 +28,11 @@ import {
   type SpanContext,
 } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { firstValueFrom, lastValueFrom, map, timeout, type Observable } from 'rxjs';
+import { firstValueFrom, lastValueFrom, map, take, timeout, timer, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Baggage, TraceService, Traced } from '../lib/index.js';
 import { OtelTestingModule, expectSpan, findSpans, getSpan, spanRecorder, traceOf } from '../lib/testing/index.js';
-import { natsHeaderGetter, NATS_SEND_CANCELLED, OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
+import { natsHeaderGetter, NATS_SEND_CANCELLED, OtelClientNats, OtelServerNats, otelNats } from '../lib/transports/nats/index.js';
 import { plainRequest } from './support/http-request.js';
 
 const NATS_URL = 'nats://127.0.0.1:4222';
@@ -45,6 +45,7 @@ const S = {
   fail: `${RUN}.orders.fail`,
   crash: `${RUN}.orders.crash`,
   slow: `${RUN}.orders.slow`,
+  stream: `${RUN}.orders.stream`,
   created: `${RUN}.orders.created`,
   createdTraced: `${RUN}.orders.created-traced`,
   createdExtras: `${RUN}.orders.created-extras`,
@@ -115,6 +116,15 @@ class OrdersController {
   async slow(): Promise<string> {
     await sleep(400);
     return 'late';
+  }
+
+  /** Three replies, 20 ms apart, each naming the trace it was produced in. */
+  @MessagePattern(S.stream)
+  stream(): Observable<string | undefined> {
+    return timer(0, 20).pipe(
+      take(3),
+      map(() => this.traces.getSpanId()),
+    );
   }
 
   @EventPattern(S.created)
@@ -233,12 +243,14 @@ describe('NATS: OtelServerNats and OtelClientNats on the real broker', () => {
 
     @Module({ imports: [OtelTestingModule.forRoot({ serviceName: 'audit' })], controllers: [AuditController] })
     class AuditModule {}
-    const auditServer = new OtelServerNats({ servers: SERVERS, otel: { eventConsume: 'parent' } });
-    auditService = (await Test.createTestingModule({ imports: [AuditModule] }).compile()).createNestMicroservice({
-      strategy: auditServer,
-    });
+    // The short form.
+    const auditStrategy = otelNats({ servers: SERVERS, otel: { eventConsume: 'parent' } });
+    expect(auditStrategy.strategy).toBeInstanceOf(OtelServerNats);
+    auditService = (await Test.createTestingModule({ imports: [AuditModule] }).compile()).createNestMicroservice(
+      auditStrategy,
+    );
     await auditService.listen();
-    await flushServer(auditServer);
+    await flushServer(auditStrategy.strategy as OtelServerNats);
 
     // Nest's own transport, no otel-nest at all.
     @Module({ controllers: [PlainController, failingHandlers('plain')] })
@@ -383,7 +395,20 @@ describe('NATS: OtelServerNats and OtelClientNats on the real broker', () => {
       }
     });
 
-    it('user headers (NatsRecordBuilder, the headers option) are kept and the record is not changed', async () => {
+    it('a streamed reply: every value comes from inside the CONSUMER span; the PRODUCER ends with the last reply', async () => {
+      const values = await lastValueFrom(client.send<string>(S.stream, {}).pipe(toArray()));
+      const { spans, span: consumer } = await waitForOne(`process ${S.stream}`, SpanKind.CONSUMER);
+      const producer = getSpan(spans, { name: `send ${S.stream}`, kind: SpanKind.PRODUCER });
+      expect(values).toEqual(Array(3).fill(consumer.spanContext().spanId));
+      expectSpan(consumer, spans).toHaveParent(producer).toHaveStatus(SpanStatusCode.UNSET);
+      expectSpan(producer, spans).toHaveStatus(SpanStatusCode.UNSET);
+      const nanos = ([seconds, fraction]: [number, number]): bigint => BigInt(seconds) * 1_000_000_000n + BigInt(fraction);
+      // Nest publishes the last reply after the handler's Observable completed (and its span ended).
+      expect(nanos(producer.endTime)).toBeGreaterThanOrEqual(nanos(consumer.endTime));
+      expect(nanos(consumer.endTime) - nanos(consumer.startTime)).toBeGreaterThanOrEqual(35_000_000n);
+    });
+
+    it('user headers (NatsRecordBuilder, the headers option) are kept; no trace context is written into the record', async () => {
       const withOption = new OtelClientNats({ servers: SERVERS, headers: { 'x-origin': 'gateway' } });
       try {
         const requests = sniff(S.echo);
@@ -509,6 +534,15 @@ describe('NATS: OtelServerNats and OtelClientNats on the real broker', () => {
       const { spans, span: consumer } = await waitForOne(`process ${S.created}`, SpanKind.CONSUMER);
       expectSpan(consumer, spans).toBeRoot().toLinkTo(parent);
       expect(seenEvents.get(S.created)?.[0]?.data).toEqual({ from: 'plain' });
+    });
+
+    it('a request (with an id) published without a reply subject: the handler runs and its CONSUMER span still ends', async () => {
+      const parent = remoteParent();
+      const outgoing = natsHeaders();
+      propagation.inject(inRemoteParent(parent), outgoing, { set: (carrier, key, value) => carrier.set(key, value) });
+      raw.publish(S.echo, nestRequest(S.echo, { noReply: true }, 'no-reply-1'), { headers: outgoing });
+      const { spans, span: consumer } = await waitForOne(`process ${S.echo}`, SpanKind.CONSUMER);
+      expectSpan(consumer, spans).toHaveParent(parent).toHaveAttributes({ 'messaging.message.conversation_id': 'no-reply-1' });
     });
 
     it('OtelClientNats.emit reaches a plain subscriber with a traceparent naming the PRODUCER span and the payload Nest sends', async () => {

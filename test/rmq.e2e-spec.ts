@@ -29,7 +29,7 @@ import {
 } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { ConsumeMessage } from 'amqplib';
-import { firstValueFrom, lastValueFrom, timeout, TimeoutError } from 'rxjs';
+import { firstValueFrom, lastValueFrom, map, timeout, TimeoutError } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Traced } from '../lib/index.js';
 import { OtelTestingModule, expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
@@ -535,15 +535,24 @@ describe('RabbitMQ: OtelServerRMQ / OtelClientRMQ on the real broker', () => {
 
   it('200 concurrent request-replies with distinct trace ids and baggage: no context leaks', async () => {
     const callers = Array.from({ length: 200 }, (_, i) => ({ parent: remoteParent(), tenant: `tenant-${i}` }));
-    const replies = await Promise.all(
+    const results = await Promise.all(
       callers.map(({ parent, tenant }, i) =>
-        context.with(callerContext(parent, tenant), () => firstValueFrom(client('OTEL_TRACED').send<HandlerView>('orders.get', { i }))),
+        context.with(callerContext(parent, tenant), () =>
+          firstValueFrom(
+            client('OTEL_TRACED')
+              .send<HandlerView>('orders.get', { i })
+              // The caller's own operators run in the caller's context.
+              .pipe(map((reply) => ({ reply, callerTraceId: trace.getActiveSpan()?.spanContext().traceId }))),
+          ),
+        ),
       ),
     );
-    replies.forEach((reply, i) => {
+    const replies = results.map(({ reply }) => reply);
+    results.forEach(({ reply, callerTraceId }, i) => {
       expect(reply.data).toEqual({ i });
       expect(reply.traceId).toBe(callers[i].parent.traceId);
       expect(reply.tenant).toBe(callers[i].tenant);
+      expect(callerTraceId).toBe(callers[i].parent.traceId);
     });
 
     const spans = await spanRecorder.waitForSpans(

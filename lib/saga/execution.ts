@@ -4,6 +4,7 @@ import {
   diag,
   INVALID_SPAN_CONTEXT,
   propagation,
+  SpanStatusCode,
   trace,
   type Attributes,
   type Context,
@@ -40,6 +41,19 @@ export function withBaggageEntries(parent: Context, entries: Record<string, stri
   } catch (error) {
     diag.warn('otel-nest: could not set saga baggage; remote spans will not carry it', error);
     return parent;
+  }
+}
+
+/**
+ * Status ERROR with `message` and the `error.type` of `error`, without an exception event: for a
+ * span that fails because a child failed, whose span has the event.
+ */
+export function markFailed(span: Span, error: unknown, message: string): void {
+  try {
+    span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
+  } catch {
+    // A span implementation that throws must not stop the saga.
   }
 }
 

@@ -1,5 +1,5 @@
 import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
-import { context, createContextKey, diag, type Context, type Span } from '@opentelemetry/api';
+import { context, createContextKey, diag, ROOT_CONTEXT, type Context, type Span } from '@opentelemetry/api';
 import { Observable, type ReplaySubject } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
@@ -48,6 +48,15 @@ export class OtelClientNats extends ClientNats {
 
   constructor(options: NatsClientOptions = {}) {
     super(options);
+  }
+
+  /**
+   * Connects outside any request's context: the driver's socket callbacks (replies, status
+   * updates) run in the context the connection was opened in, which would otherwise be the
+   * context of whichever request happened to connect first.
+   */
+  override connect(): Promise<any> {
+    return context.with(ROOT_CONTEXT, () => super.connect());
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

@@ -1,5 +1,5 @@
 import { context, diag, type Attributes, type Context } from '@opentelemetry/api';
-import { RmqContext, ServerRMQ, type ReadPacket, type RmqOptions, type WritePacket } from '@nestjs/microservices';
+import { ServerRMQ, type ReadPacket, type RmqContext, type RmqOptions, type WritePacket } from '@nestjs/microservices';
 import type { Observable, Subscription } from 'rxjs';
 import {
   ATTR_MESSAGING_DESTINATION_NAME,

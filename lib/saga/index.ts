@@ -1,0 +1,36 @@
+export { OtelSagaModule } from './saga.module.js';
+export {
+  OTEL_SAGA_MODULE_OPTIONS,
+  OTEL_SAGA_MODULE_OPTIONS_TYPE,
+  OTEL_SAGA_MODULE_ASYNC_OPTIONS_TYPE,
+  type OtelSagaModuleOptions,
+} from './saga.module-definition.js';
+export { SagaOrchestrator } from './saga.orchestrator.js';
+export { SagaRegistry } from './saga.registry.js';
+export { SagaDefinition, SagaBuilder, defineSaga, type SagaStepConfig } from './saga-definition.js';
+export {
+  TwoPhaseCommitCoordinator,
+  DEFAULT_PREPARE_TIMEOUT_MS,
+  DEFAULT_PHASE_TWO_POLICY,
+} from './two-phase-commit.coordinator.js';
+export {
+  remoteParticipant,
+  remoteStep,
+  type MessageClient,
+  type MessagePatternLike,
+  type RemoteParticipantOptions,
+  type RemoteStepOptions,
+  type RemoteTwoPhaseCommitMessage,
+} from './remote.js';
+export {
+  SagaDefinitionError,
+  SagaFailedError,
+  SagaStepTimeoutError,
+  TwoPhaseCommitAbortedError,
+  TwoPhaseCommitDefinitionError,
+  TwoPhaseCommitFailedError,
+  TwoPhaseCommitInvalidVoteError,
+  TwoPhaseCommitTimeoutError,
+} from './saga.errors.js';
+export * from './saga.constants.js';
+export type * from './saga.interfaces.js';
