@@ -23,3 +23,10 @@ export { BaggageAttributesSpanProcessor } from './sdk/baggage-attributes.process
 export { OtelConfigError } from './otel.messages.js';
 export { instrumentAxios, type AxiosLike } from './http/http-client.instrumentation.js';
 export { withContext, bindObservableToContext } from './utils/run-in-context.js';
+export {
+  OTEL_CONSUME_EXTRA,
+  type ConsumePolicy,
+  type MessagingServerTracingOptions,
+} from './transports/shared/messaging-tracing.js';
+export * from './transports/nats/index.js';
+export * from './transports/rmq/index.js';

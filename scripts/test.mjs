@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 const steps = [
   ['build', ['npx', 'tsc', '-p', 'tsconfig.build.json']],
   ['typecheck', ['npx', 'tsc', '-p', 'tsconfig.json', '--noEmit']],
+  ['brokers', ['node', 'scripts/ensure-services.mjs']],
   ['unit and end-to-end tests', ['npx', 'vitest', 'run', ...process.argv.slice(2)]],
 ];
 

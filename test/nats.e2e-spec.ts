@@ -11,6 +11,7 @@ import {
   MessagePattern,
   NatsContext,
   NatsRecordBuilder,
+  NatsResponseJSONDeserializer,
   Payload,
   RpcException,
   ServerNats,
@@ -392,6 +393,26 @@ describe('NATS: OtelServerNats and OtelClientNats on the real broker', () => {
           headers: { traceparent: traceparentOf(parent) },
         });
         expect(response.json()).toEqual({ handlerTraceId: parent.traceId, callerTraceId: parent.traceId });
+      }
+    });
+
+    it('the connection is opened outside the caller\'s context: driver callbacks never run in a request\'s context', async () => {
+      const activeInCallbacks: Array<string | undefined> = [];
+      class RecordingDeserializer extends NatsResponseJSONDeserializer {
+        override deserialize(value: any, options?: Record<string, any>) {
+          activeInCallbacks.push(trace.getActiveSpan()?.spanContext().spanId);
+          return super.deserialize(value, options);
+        }
+      }
+      const fresh = new OtelClientNats({ servers: SERVERS, deserializer: new RecordingDeserializer() });
+      try {
+        const parent = remoteParent();
+        // This first send opens the connection.
+        await context.with(inRemoteParent(parent), () => firstValueFrom(fresh.send(S.echo, { first: true })));
+        await firstValueFrom(fresh.send(S.echo, { second: true }));
+        expect(activeInCallbacks).toEqual([undefined, undefined]);
+      } finally {
+        await fresh.close();
       }
     });
 

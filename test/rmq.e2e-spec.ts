@@ -489,6 +489,22 @@ describe('RabbitMQ: OtelServerRMQ / OtelClientRMQ on the real broker', () => {
     }
   });
 
+  it('a client closed with a request in flight: the caller gets Nest\'s error and the PRODUCER ends ERROR', async () => {
+    const closing = new OtelClientRMQ(rmq(Q.traced));
+    await closing.connect();
+    const pending = firstValueFrom(closing.send('orders.slow', { closing: true })).catch((err: unknown) => err);
+    await sleep(100);
+    await closing.close();
+    const error = await pending;
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe('Connection closed');
+
+    const producer = getSpan(spanRecorder.getFinishedSpans(), { kind: SpanKind.PRODUCER, attributes: { 'nestjs.pattern': 'orders.slow' } });
+    expectSpan(producer).toHaveStatus(SpanStatusCode.ERROR, 'Connection closed').toHaveAttributes({ 'error.type': 'Error' });
+    // The handler finishes anyway; wait for it so that its span does not land in the next test.
+    await spanRecorder.waitForSpan({ kind: SpanKind.CONSUMER, attributes: { 'nestjs.pattern': 'orders.slow' } });
+  });
+
   it('bad trace headers (missing, garbage, oversized, arrays, numbers, Buffers, tables, null): a new root trace, nothing thrown', async () => {
     const valid = remoteParent();
     const other = remoteParent();
@@ -507,7 +523,9 @@ describe('RabbitMQ: OtelServerRMQ / OtelClientRMQ on the real broker', () => {
       cases.map(([name, headers]) => peer.request(Q.traced, 'orders.get', { name }, { id: `bad-${RUN}-${name}`, headers })),
     );
 
-    const spans = await spanRecorder.waitForSpans((s) => findSpans(s, { kind: SpanKind.CONSUMER }).length >= cases.length);
+    const badConsumers = (s: readonly ReadableSpan[]): ReadableSpan[] =>
+      findSpans(s, (span) => span.kind === SpanKind.CONSUMER && String(span.attributes['messaging.message.conversation_id']).startsWith(`bad-${RUN}-`));
+    const spans = await spanRecorder.waitForSpans((s) => badConsumers(s).length >= cases.length);
     cases.forEach(([name], index) => {
       const packet = JSON.parse(replies[index].content.toString()) as { response?: HandlerView; err?: unknown };
       expect(packet.err, name).toBeUndefined();
@@ -520,7 +538,7 @@ describe('RabbitMQ: OtelServerRMQ / OtelClientRMQ on the real broker', () => {
       expect(replies[index].properties.headers?.traceparent, name).toBe(traceparentOf(ids(consumer)));
     });
     // Every message started its own trace.
-    expect(new Set(findSpans(spans, { kind: SpanKind.CONSUMER }).map((span) => ids(span).traceId)).size).toBe(cases.length);
+    expect(new Set(badConsumers(spans).map((span) => ids(span).traceId)).size).toBe(cases.length);
   });
 
   it('a traceparent sent as an AMQP byte array (Buffer) is read', async () => {

@@ -42,7 +42,7 @@ export const kafkaHeaderGetter: TextMapGetter<KafkaHeaderCarrier | null | undefi
       }
       if (Array.isArray(value)) {
         const texts = value.map(headerText).filter((text): text is string => text !== undefined);
-        return texts[0];
+        return texts.length > 0 ? texts.join(',') : undefined;
       }
       return headerText(value);
     } catch {

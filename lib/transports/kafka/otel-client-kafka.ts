@@ -78,7 +78,7 @@ export class OtelClientKafka extends ClientKafka {
         source.subscribe({
           next: (value) => {
             replied = true;
-            subscriber.next(value);
+            context.with(caller, () => subscriber.next(value));
           },
           error: (err: unknown) => {
             producer.end(err);

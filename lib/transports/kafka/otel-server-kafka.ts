@@ -1,5 +1,5 @@
 import { KafkaHeaders as NestKafkaHeaders, ServerKafka, type KafkaContext, type KafkaOptions } from '@nestjs/microservices';
-import { context, diag, type Attributes, type Context } from '@opentelemetry/api';
+import { context, diag, ROOT_CONTEXT, type Attributes, type Context } from '@opentelemetry/api';
 import type { Observable } from 'rxjs';
 import {
   ATTR_MESSAGING_CLIENT_ID,
@@ -9,7 +9,11 @@ import {
   ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
 } from '../../semconv.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
-import type { IncomingMessageDescription, MessagingServerTracingOptions } from '../shared/messaging-tracing.js';
+import {
+  getConsumerState,
+  type IncomingMessageDescription,
+  type MessagingServerTracingOptions,
+} from '../shared/messaging-tracing.js';
 import { kafkaHeaderGetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 import {
   brokerAttributes,
@@ -60,8 +64,16 @@ export class OtelServerKafka extends ServerKafka {
   private readonly inFlight = new Map<string, KafkaMessage>();
   /** The CONSUMER span's context of each request, for the headers of its reply. */
   private readonly replyContexts = new WeakMap<object, Context>();
-  /** Contexts whose end hook ran (Nest 11 does not run it for a Kafka event handler that returns no Observable). */
-  private readonly endedContexts = new WeakSet<object>();
+  /** Contexts marked as events by `handleEvent`. */
+  private readonly events = new WeakSet<object>();
+  /**
+   * Messages whose span ends later than Nest's end hook: an event when `handleEvent` settles, a
+   * request when its last reply has been published (or failed to be).
+   */
+  private readonly pending = new WeakSet<object>();
+  /** Pending messages for which Nest ran the end hook (so the user's end hook is due). */
+  private readonly endHookDue = new WeakSet<object>();
+  /** Messages whose span we end without Nest's end hook: the user's hook is not called for that one. */
   private readonly ownEnds = new WeakSet<object>();
   private userStartHook?: ProcessingStartHook;
   private userEndHook?: ProcessingEndHook;
@@ -73,7 +85,7 @@ export class OtelServerKafka extends ServerKafka {
     this.tracer.chainStart(this.innerStartHook);
     this.tracer.chainEnd(this.innerEndHook);
     super.setOnProcessingStartHook(this.tracer.startHook as StartHook);
-    super.setOnProcessingEndHook(this.tracer.endHook as EndHook);
+    super.setOnProcessingEndHook(this.endHook as EndHook);
   }
 
   /** Hooks set by others (e.g. @nestjs/observe) keep running, inside the CONSUMER span. */
@@ -99,17 +111,20 @@ export class OtelServerKafka extends ServerKafka {
     }
   }
 
+  /**
+   * An event's span ends when `handleEvent` settles, which for Kafka is when its handler, and the
+   * Observable it returned, are done: Nest 12 runs the end hook from a `finalize` before a failed
+   * stream's error reaches us, and Nest 11 runs none after a handler that returns a value or a
+   * Promise. Either way the span gets the outcome, and ends once.
+   */
   override async handleEvent(pattern: string, packet: Parameters<ServerKafka['handleEvent']>[1], ctx: KafkaContext): Promise<any> {
     this.tracer.markEvent(ctx);
+    this.events.add(ctx);
+    this.pending.add(ctx);
     try {
       return await super.handleEvent(pattern, packet, ctx);
     } finally {
-      // Nest 11 runs no end hook after an event handler that returns a value or a Promise;
-      // its work is over once handleEvent settles. On Nest 12 the hook has run by now.
-      if (!this.endedContexts.has(ctx)) {
-        this.ownEnds.add(ctx);
-        this.tracer.endHook(this.transportId, ctx);
-      }
+      this.finish(ctx);
     }
   }
 
@@ -117,10 +132,30 @@ export class OtelServerKafka extends ServerKafka {
     return super.send(this.tracer.watchReply(stream$), respond);
   }
 
+  /**
+   * Publishes a reply with the CONSUMER span's context in its headers. A request's span ends once
+   * its last reply is published (Nest 12 runs the end hook earlier, when the handler's stream
+   * ends; Nest 11 after each reply), so a reply that cannot be published fails the span.
+   */
   override sendMessage(...args: Parameters<ReplySender>): ReturnType<ReplySender> {
-    const replyContext = this.replyContexts.get(args[4]);
+    const [message, , , , ctx] = args;
+    const replyContext = this.replyContexts.get(ctx);
     // The serializer writes the active context into the reply's headers.
-    return replyContext ? context.with(replyContext, () => super.sendMessage(...args)) : super.sendMessage(...args);
+    const sent = replyContext ? context.with(replyContext, () => super.sendMessage(...args)) : super.sendMessage(...args);
+    if (!replyContext || !message?.isDisposed) {
+      return sent;
+    }
+    return sent.then(
+      (metadata) => {
+        this.finish(ctx);
+        return metadata;
+      },
+      (err: unknown) => {
+        this.fail(ctx, err);
+        this.finish(ctx);
+        throw err;
+      },
+    );
   }
 
   protected override initializeSerializer(options: Parameters<ServerKafka['initializeSerializer']>[0]): void {
@@ -132,20 +167,57 @@ export class OtelServerKafka extends ServerKafka {
     // Runs inside the CONSUMER span's context (ConsumerTracer's start hook calls it there).
     if (isObject(ctx)) {
       this.replyContexts.set(ctx, context.active());
+      if (!this.events.has(ctx)) {
+        this.pending.add(ctx);
+      }
     }
-    return this.userStartHook ? this.userStartHook(transportId, ctx, done) : done();
+    const result = this.userStartHook ? this.userStartHook(transportId, ctx, done) : done();
+    if (!isObject(ctx) || !isThenable(result)) {
+      return result;
+    }
+    // Processing rejected (e.g. a KafkaRetriableException): no reply follows, the span ends now.
+    return result.then(undefined, (err: unknown) => {
+      this.fail(ctx, err);
+      this.finish(ctx);
+      throw err;
+    });
   };
 
-  private readonly innerEndHook: ProcessingEndHook = (transportId, ctx) => {
-    if (isObject(ctx)) {
-      this.endedContexts.add(ctx);
+  /** What Nest calls at the end of processing. */
+  private readonly endHook: ProcessingEndHook = (transportId, ctx) => {
+    if (isObject(ctx) && this.pending.has(ctx)) {
+      this.endHookDue.add(ctx);
+      return;
     }
-    if (isObject(ctx) && this.ownEnds.has(ctx)) {
-      // Our fallback end on Nest 11: the user's hook was not due, as Nest itself does not run it.
+    this.tracer.endHook(transportId, ctx);
+  };
+
+  /** Runs after the span ended: the user's end hook, when Nest asked for it. */
+  private readonly innerEndHook: ProcessingEndHook = (transportId, ctx) => {
+    if (isObject(ctx) && this.ownEnds.delete(ctx)) {
       return;
     }
     this.userEndHook?.(transportId, ctx);
   };
+
+  /** Ends a pending message's span once; the user's end hook runs only if Nest asked for it. */
+  private finish(ctx: object): void {
+    if (!this.pending.delete(ctx)) {
+      return;
+    }
+    if (!this.endHookDue.delete(ctx)) {
+      this.ownEnds.add(ctx);
+    }
+    this.tracer.endHook(this.transportId, ctx);
+  }
+
+  /** Keeps the first failure of a message for its span. */
+  private fail(ctx: object, err: unknown): void {
+    const state = getConsumerState(this.replyContexts.get(ctx) ?? ROOT_CONTEXT);
+    if (state) {
+      state.error ??= err;
+    }
+  }
 
   private describe(ctx: KafkaContext): IncomingMessageDescription<KafkaHeaderCarrier> | undefined {
     try {
@@ -184,6 +256,10 @@ export class OtelServerKafka extends ServerKafka {
       return undefined;
     }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return isObject(value) && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 function isObject(value: unknown): value is object {

@@ -122,9 +122,10 @@ export class OtelClientNats extends ClientNats {
   }
 
   /**
-   * Nest's headers (the record's, then the `headers` option), copied, plus the active context.
-   * The application's headers object is never changed; without anything to add, Nest's value is
-   * returned as is (no headers at all when it had none).
+   * Nest's headers (the record's, with the `headers` option added by Nest), copied, plus the
+   * active context. Trace context is never written into the application's headers object (a
+   * `NatsRecord` may be sent again); without anything to add, Nest's value is returned as is (no
+   * headers at all when it had none).
    */
   protected override mergeHeaders<THeaders = any>(requestHeaders?: THeaders): any {
     const merged = super.mergeHeaders<THeaders>(requestHeaders) as NatsHeaders | undefined;

@@ -1,5 +1,5 @@
 import { ServerNats, type NatsContext, type NatsOptions, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import { context, createContextKey, diag, type Attributes } from '@opentelemetry/api';
+import { context, createContextKey, diag, ROOT_CONTEXT, type Attributes } from '@opentelemetry/api';
 import type { Observable, Subscription } from 'rxjs';
 import {
   ATTR_MESSAGING_CONSUMER_GROUP_NAME,
@@ -90,7 +90,8 @@ export class OtelServerNats extends ServerNats {
 
   override handleMessage(channel: string, natsMsg: any): Promise<any> {
     const message: IncomingNatsMessage = { channel, natsMsg: natsMsg ?? {} };
-    return context.with(context.active().setValue(INCOMING_NATS_MESSAGE, message), () =>
+    // Each message starts from the root context, not from the one the connection was opened in.
+    return context.with(ROOT_CONTEXT.setValue(INCOMING_NATS_MESSAGE, message), () =>
       super.handleMessage(channel, natsMsg),
     );
   }

@@ -1,3 +1,4 @@
+import type { ReplaySubject } from 'rxjs';
 import {
   context,
   createContextKey,
@@ -56,6 +57,11 @@ const PRODUCER = createContextKey('otel-nest rmq producer');
  * @publicApi
  */
 export class OtelClientRMQ extends ClientRMQ {
+  /**
+   * Nest 12.1's typings make `customClass: ClientRMQ` fail to compile (its status subject is
+   * narrower than ClientProxy's); widening the declared type lets `customClass: OtelClientRMQ` compile.
+   */
+  protected declare _status$: ReplaySubject<any>;
   private readonly connectionAttributes: Attributes;
 
   constructor(options: OtelClientRmqOptions) {
