@@ -2,7 +2,7 @@ import { SAGA_STEP_METADATA } from '../saga/saga.constants.js';
 import { sagaProblem, validateSagaName, validateStepOptions } from '../saga/saga-definition.js';
 import { SagaDefinitionError } from '../saga/saga.errors.js';
 import type { SagaStepOptions } from '../saga/saga.interfaces.js';
-import { sagaStepOnNonMethod } from '../saga/saga.messages.js';
+import { SAGA_EXAMPLES, sagaStepOnNonMethod } from '../saga/saga.messages.js';
 
 /**
  * Marks a provider method as step `order` of saga `saga`. At bootstrap, `OtelSagaModule` finds
@@ -36,7 +36,7 @@ export function SagaStep(options: SagaStepOptions): MethodDecorator {
     if (typeof target === 'function' || typeof descriptor?.value !== 'function') {
       throw new SagaDefinitionError(sagaStepOnNonMethod(where));
     }
-    const problem = sagaProblem(`@SagaStep() on ${where}`);
+    const problem = sagaProblem(`@SagaStep() on ${where}`, SAGA_EXAMPLES.decorator);
     if (options === null || typeof options !== 'object') {
       problem('options', 'an object { saga, order, compensate? }', options);
     }

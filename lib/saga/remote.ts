@@ -9,7 +9,7 @@ import type {
   TwoPhaseCommitContext,
   TwoPhaseCommitParticipant,
 } from './saga.interfaces.js';
-import { remoteParticipantInvalid, sagaOptionInvalid } from './saga.messages.js';
+import { remoteParticipantInvalid, SAGA_EXAMPLES, sagaOptionInvalid } from './saga.messages.js';
 
 /**
  * What the remote helpers need of a Nest `ClientProxy` (any transport: NATS, RabbitMQ, Kafka,
@@ -114,7 +114,7 @@ export function remoteStep<I = unknown, R = Record<string, unknown>, T = unknown
   options: RemoteStepOptions<I, R, T>,
 ): SagaStepConfig<I, R, Observable<T>> {
   const problem = (option: string, expected: string, got: unknown): never => {
-    throw new SagaDefinitionError(sagaOptionInvalid('remoteStep()', option, expected, got));
+    throw new SagaDefinitionError(sagaOptionInvalid('remoteStep()', option, expected, got, SAGA_EXAMPLES.remote));
   };
   if (client === null || typeof client !== 'object' || typeof client.send !== 'function') {
     problem('client', 'a ClientProxy (an object with send())', client);

@@ -10,6 +10,7 @@ import type {
   StepValue,
 } from './saga.interfaces.js';
 import {
+  SAGA_EXAMPLES,
   sagaDuplicateStep,
   sagaNameInvalid,
   sagaOptionInvalid,
@@ -17,9 +18,9 @@ import {
 } from './saga.messages.js';
 
 /** An {@link OptionProblem} that throws a {@link SagaDefinitionError} about `where`. */
-export function sagaProblem(where: string): OptionProblem {
+export function sagaProblem(where: string, example?: string): OptionProblem {
   return (option, expected, got) => {
-    throw new SagaDefinitionError(sagaOptionInvalid(where, option, expected, got));
+    throw new SagaDefinitionError(sagaOptionInvalid(where, option, expected, got, example));
   };
 }
 
@@ -49,7 +50,11 @@ export function validateSagaName(name: unknown): asserts name is string {
 function validateDefinitionOptions(saga: string, options: SagaDefinitionOptions): void {
   const value = options.onCompensationFailure;
   if (value !== undefined && value !== 'continue' && value !== 'stop') {
-    sagaProblem(`saga "${saga}"`)('onCompensationFailure', "'continue' or 'stop'", value);
+    sagaProblem(`saga "${saga}"`, "defineSaga('order', { onCompensationFailure: 'stop' })")(
+      'onCompensationFailure',
+      "'continue' or 'stop'",
+      value,
+    );
   }
 }
 
@@ -79,8 +84,11 @@ export class SagaDefinition<I = unknown, R = Record<string, unknown>> {
     validateDefinitionOptions(name, options);
     const seen = new Set<string>();
     steps.forEach((step, index) => {
-      const where = `step #${index + 1} of saga "${name}"`;
-      const problem = sagaProblem(where);
+      const label =
+        step !== null && typeof step === 'object' && typeof step.name === 'string' && step.name.trim() !== ''
+          ? `step "${step.name}"`
+          : `step #${index + 1}`;
+      const problem = sagaProblem(`${label} of saga "${name}"`, SAGA_EXAMPLES.builder);
       if (step === null || typeof step !== 'object') {
         problem('step', 'an object { name, run, compensate? }', step);
       }
@@ -142,7 +150,7 @@ export class SagaBuilder<I, R> {
 
   /** Adds a step after the previous ones. Its options are checked right away. */
   step<N extends string, T>(name: N, config: SagaStepConfig<I, R, T>): SagaBuilder<I, R & { readonly [K in N]: StepValue<T> }> {
-    const problem = sagaProblem(`step "${String(name)}" of saga "${this.name}"`);
+    const problem = sagaProblem(`step "${String(name)}" of saga "${this.name}"`, SAGA_EXAMPLES.builder);
     if (config === null || typeof config !== 'object') {
       problem('options', 'an object { run, compensate?, timeoutMs?, retry? }', config);
     }

@@ -5,14 +5,17 @@
  */
 import { describeValue, MESSAGE_PREFIX } from '../otel.messages.js';
 
-const EXAMPLE_STEP =
-  "@SagaStep({ saga: 'order', order: 1, compensate: 'release', timeoutMs: 5000, retry: { attempts: 3 } })";
+/** Examples shown after a wrong option, by the API it was given to. */
+export const SAGA_EXAMPLES = {
+  decorator: "@SagaStep({ saga: 'order', order: 1, compensate: 'release', timeoutMs: 5000, retry: { attempts: 3 } })",
+  builder: "defineSaga('order').step('reserve', { run, compensate, timeoutMs: 5000, retry: { attempts: 3 } })",
+  remote: "remoteStep(client, { pattern: 'inventory.reserve', compensate: 'inventory.release', timeoutMs: 5000 })",
+  run: "orchestrator.run('order', input, { sagaId: order.id })",
+} as const;
 
-export function sagaOptionInvalid(where: string, option: string, expected: string, got: unknown): string {
-  return (
-    `${MESSAGE_PREFIX} ${where}: "${option}" must be ${expected}, got ${describeValue(got)}. ` +
-    `Use e.g. ${EXAMPLE_STEP}.`
-  );
+export function sagaOptionInvalid(where: string, option: string, expected: string, got: unknown, example?: string): string {
+  const hint = example ? ` Use e.g. ${example}.` : '';
+  return `${MESSAGE_PREFIX} ${where}: "${option}" must be ${expected}, got ${describeValue(got)}.${hint}`;
 }
 
 export function sagaStepOnNonMethod(where: string): string {

@@ -43,7 +43,7 @@ import type {
   SagaRunOptions,
   SagaStepDefinition,
 } from './saga.interfaces.js';
-import { sagaNoRegistry } from './saga.messages.js';
+import { SAGA_EXAMPLES, sagaNoRegistry } from './saga.messages.js';
 import { SagaRegistry } from './saga.registry.js';
 
 const STEP_EVENTS: AttemptEvents = {
@@ -176,7 +176,7 @@ export class SagaOrchestrator {
       }
       return this.registry.getOrThrow(saga);
     }
-    return sagaProblem('SagaOrchestrator.run()')('saga', 'a SagaDefinition or the name of a saga', saga);
+    return sagaProblem('SagaOrchestrator.run()', SAGA_EXAMPLES.run)('saga', 'a SagaDefinition or the name of a saga', saga);
   }
 
   private async runStep(
@@ -317,7 +317,7 @@ export class SagaOrchestrator {
 }
 
 function validateRunOptions(saga: string, options: SagaRunOptions): void {
-  const problem = sagaProblem(`SagaOrchestrator.run("${saga}")`);
+  const problem = sagaProblem(`SagaOrchestrator.run("${saga}")`, SAGA_EXAMPLES.run);
   if (options === null || typeof options !== 'object') {
     problem('options', 'an object { sagaId?, attributes?, onCompensationFailure? }', options);
   }

@@ -62,7 +62,7 @@ export class SagaRegistry implements OnModuleInit {
   register(definition: SagaDefinition<any, any>): void {
     if (!(definition instanceof SagaDefinition)) {
       throw new SagaDefinitionError(
-        sagaOptionInvalid('SagaRegistry.register()', 'definition', "a SagaDefinition (defineSaga('order').step(...).build())", definition),
+        sagaOptionInvalid('SagaRegistry.register()', 'definition', 'a SagaDefinition', definition, "registry.register(defineSaga('order').step(...).build())"),
       );
     }
     if (this.registered.has(definition.name) || this.discovered?.has(definition.name)) {
