@@ -30,3 +30,4 @@ export {
 } from './transports/shared/messaging-tracing.js';
 export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
+export * from './transports/kafka/index.js';

@@ -7,6 +7,7 @@ const steps = [
   ['build', ['npx', 'tsc', '-p', 'tsconfig.build.json']],
   ['typecheck', ['npx', 'tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['brokers', ['node', 'scripts/ensure-services.mjs']],
+  ['Kafka test broker (librdkafka mock cluster)', ['node', 'scripts/kafka-broker.mjs', 'build']],
   ['unit and end-to-end tests', ['npx', 'vitest', 'run', ...process.argv.slice(2)]],
 ];
 

@@ -529,6 +529,20 @@ describe('Kafka: OtelServerKafka and OtelClientKafka on a real Kafka-protocol br
     });
   });
 
+  it('emitBatch: one PRODUCER span for the batch, every record carries its context', async () => {
+    const before = wire.get(T.interopOut)?.length ?? 0;
+    await lastValueFrom(orders.emitBatch(T.interopOut, { messages: [{ key: 'b-1', value: { n: 1 } }, { n: 2 }, { n: 3 }] }));
+    const spans = await spanRecorder.waitForSpans(1);
+    const producer = getSpan(spans, { name: `send ${T.interopOut}`, kind: SpanKind.PRODUCER });
+    expectSpan(producer, spans).toBeRoot().toHaveAttributes({ 'messaging.batch.message_count': 3, 'nestjs.handler.type': 'event' });
+    expectSpan(producer, spans).toNotHaveAttribute('messaging.kafka.message.key');
+    const batch = await eventually('the batch on the wire', () => {
+      const seen = wire.get(T.interopOut) ?? [];
+      return seen.length >= before + 3 ? seen.slice(before) : undefined;
+    });
+    expect(batch.map((message) => textHeaders(message.headers).traceparent)).toEqual(Array(3).fill(traceparentOf(producer)));
+  });
+
   it('bad trace headers (missing, malformed, binary garbage, duplicated, oversized) start a new root trace; the handler runs', async () => {
     const valid = traceparentOf(remoteParent());
     const cases: Array<{ key: string; headers?: IHeaders }> = [
@@ -618,6 +632,72 @@ describe('Kafka: OtelServerKafka and OtelClientKafka on a real Kafka-protocol br
     expect(conversations.size).toBe(CONCURRENT_REQUESTS);
     // The records were spread over the topic's three partitions, consumed concurrently.
     expect(partitions.size).toBe(3);
+  });
+});
+
+describe('Kafka: the broker goes away while a request is in flight', () => {
+  let lost: KafkaBroker;
+  let service: INestMicroservice;
+  let client: OtelClientKafka;
+  let started: () => void;
+  const handlerStarted = new Promise<void>((resolve) => (started = resolve));
+
+  @Controller()
+  class SlowController {
+    @MessagePattern('slow.work')
+    async work(): Promise<string> {
+      started();
+      await sleep(800);
+      return 'done';
+    }
+  }
+
+  beforeAll(async () => {
+    lost = await startKafkaBroker({ topics: ['slow.work', 'slow.work.reply'] });
+    const kafka = {
+      brokers: lost.brokers,
+      retry: { retries: 1, initialRetryTime: 50 },
+      connectionTimeout: 300,
+      logLevel: logLevel.NOTHING,
+    };
+    @Module({ imports: [OtelTestingModule.forRoot({ serviceName: 'slow' })], controllers: [SlowController] })
+    class SlowModule {}
+    service = (await Test.createTestingModule({ imports: [SlowModule] }).compile()).createNestMicroservice({
+      strategy: new OtelServerKafka({ client: { ...kafka, clientId: 'slow' }, consumer: { groupId: `slow-${RUN}`, ...FAST_CONSUMER } }),
+      logger: false,
+    });
+    client = new OtelClientKafka({ client: { ...kafka, clientId: 'caller' }, consumer: { groupId: `caller-${RUN}`, ...FAST_CONSUMER } });
+    client.subscribeToResponseOf('slow.work');
+    await Promise.all([service.listen(), client.connect()]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.close().catch(() => undefined);
+    await service?.close().catch(() => undefined);
+    await lost?.stop();
+  });
+
+  beforeEach(() => spanRecorder.reset());
+
+  it('the request fails as in Nest when the client closes, and both spans in flight end with ERROR', async () => {
+    const reply = firstValueFrom(client.send('slow.work', { n: 1 })).catch((err: unknown) => err);
+    await handlerStarted;
+    await lost.stop();
+    // The reply cannot be published: the CONSUMER span fails once the producer gives up.
+    const spans = await spanRecorder.waitForSpans((all) => findSpans(all, { kind: SpanKind.CONSUMER }).length === 1, {
+      timeoutMs: 10_000,
+    });
+    expectSpan(getSpan(spans, { name: 'process slow.work', kind: SpanKind.CONSUMER }), spans).toHaveStatus(SpanStatusCode.ERROR);
+
+    // Nest's client fails the requests still waiting when it is closed.
+    await client.close();
+    const error = await reply;
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe('Connection closed');
+    const all = await spanRecorder.waitForSpans((found) => findSpans(found, { kind: SpanKind.PRODUCER }).length === 1);
+    const producer = getSpan(all, { name: 'send slow.work', kind: SpanKind.PRODUCER });
+    expectSpan(producer, all).toHaveStatus(SpanStatusCode.ERROR, 'Connection closed').toHaveAttributes({ 'error.type': 'Error' });
+    expectSpan(getSpan(all, { kind: SpanKind.CONSUMER }), all).toHaveParent(producer);
   });
 });
 

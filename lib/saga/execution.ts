@@ -57,13 +57,19 @@ export function markFailed(span: Span, error: unknown, message: string): void {
   }
 }
 
-/** The message of a thrown value, for events and reports. */
+/**
+ * The message of a thrown value, for events, reports and our error messages. Remote errors (an
+ * `RpcException` reply) arrive as plain objects: their `message` is used when they have one.
+ */
 export function messageOf(error: unknown): string {
   if (error instanceof Error) {
     return error.message;
   }
   if (typeof error === 'string') {
     return error;
+  }
+  if (error !== null && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message;
   }
   try {
     return JSON.stringify(error) ?? String(error);

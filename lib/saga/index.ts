@@ -32,5 +32,38 @@ export {
   TwoPhaseCommitInvalidVoteError,
   TwoPhaseCommitTimeoutError,
 } from './saga.errors.js';
-export * from './saga.constants.js';
-export type * from './saga.interfaces.js';
+export {
+  ATTR_SAGA_ID,
+  ATTR_SAGA_NAME,
+  ATTR_TX_ID,
+  ATTR_TX_NAME,
+  SAGA_BAGGAGE_KEYS,
+  TWO_PHASE_COMMIT_BAGGAGE_KEYS,
+} from './saga.constants.js';
+export type {
+  ExecutionPolicy,
+  PrepareVote,
+  RetryPolicy,
+  SagaCompensationContext,
+  SagaCompensationOutcome,
+  SagaCompensationReport,
+  SagaContext,
+  SagaDefinitionOptions,
+  SagaOutcome,
+  SagaResult,
+  SagaRunOptions,
+  SagaStepContext,
+  SagaStepDefinition,
+  SagaStepOptions,
+  SagaStepOutcome,
+  StepReturn,
+  StepValue,
+  TwoPhaseCommitContext,
+  TwoPhaseCommitOptions,
+  TwoPhaseCommitOutcome,
+  TwoPhaseCommitParticipant,
+  TwoPhaseCommitParticipantReport,
+  TwoPhaseCommitResult,
+  TwoPhaseCommitVote,
+  TwoPhaseCommitVoteReport,
+} from './saga.interfaces.js';

@@ -4,6 +4,7 @@
  * say what is wrong and how to fix it.
  */
 import { describeValue, MESSAGE_PREFIX } from '../otel.messages.js';
+import { messageOf } from './execution.js';
 
 /** Examples shown after a wrong option, by the API it was given to. */
 export const SAGA_EXAMPLES = {
@@ -88,7 +89,7 @@ export function sagaStepTimedOut(saga: string, step: string, what: 'step' | 'com
 }
 
 export function sagaFailed(saga: string, step: string, cause: unknown, outcome: string, failedCompensations: readonly string[]): string {
-  const why = cause instanceof Error ? cause.message : describeValue(cause);
+  const why = messageOf(cause);
   const tail =
     outcome === 'compensated'
       ? 'the completed steps were compensated.'

@@ -1,8 +1,8 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { SagaOrchestrator } from './saga.orchestrator.js';
 import { SagaRegistry } from './saga.registry.js';
-import { ConfigurableOtelSagaModule } from './saga.module-definition.js';
+import { ConfigurableOtelSagaModule, OTEL_SAGA_MODULE_OPTIONS_TYPE } from './saga.module-definition.js';
 import { TwoPhaseCommitCoordinator } from './two-phase-commit.coordinator.js';
 
 /**
@@ -32,4 +32,9 @@ import { TwoPhaseCommitCoordinator } from './two-phase-commit.coordinator.js';
   providers: [SagaRegistry, SagaOrchestrator, TwoPhaseCommitCoordinator],
   exports: [SagaRegistry, SagaOrchestrator, TwoPhaseCommitCoordinator],
 })
-export class OtelSagaModule extends ConfigurableOtelSagaModule {}
+export class OtelSagaModule extends ConfigurableOtelSagaModule {
+  /** The module with extra sagas, global unless `isGlobal: false`. Options are optional. */
+  static override forRoot(options: typeof OTEL_SAGA_MODULE_OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+}

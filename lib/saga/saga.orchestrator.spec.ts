@@ -710,7 +710,7 @@ describe('SagaOrchestrator: misuse', () => {
       .build();
     const error = (await orchestrator.run(saga, undefined).catch((e: unknown) => e)) as SagaFailedError;
     expect(error.cause).toBe('a plain string');
-    expect(error.message).toBe('Saga "odd" failed at step "a" ("a plain string"); the completed steps were compensated.');
+    expect(error.message).toBe('Saga "odd" failed at step "a" (a plain string); the completed steps were compensated.');
     expectSpan(getSpan(spans(), 'saga.step a')).toHaveStatus(SpanStatusCode.ERROR, 'a plain string');
     expect(spanTree(spans())).toContain('saga.step a');
   });

@@ -1,3 +1,4 @@
+import type { ReplaySubject } from 'rxjs';
 import { ClientKafka, type KafkaOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
 import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
@@ -58,6 +59,12 @@ interface ProducerSpan {
  * @publicApi
  */
 export class OtelClientKafka extends ClientKafka {
+  /**
+   * Type-only widening (nothing is emitted): makes the class assignable to `customClass` of
+   * `ClientsModule.register`, which Nest's own `ClientKafka` is not under `strict`.
+   */
+  protected declare _status$: ReplaySubject<any>;
+
   constructor(options: OtelClientKafkaOptions) {
     super(options);
   }
@@ -112,7 +119,8 @@ export class OtelClientKafka extends ClientKafka {
   }
 
   override emitBatch<TResult = any, TInput = any>(pattern: any, data: { messages: TInput[] }): Observable<TResult> {
-    if (pattern === null || pattern === undefined || !Array.isArray(data?.messages)) {
+    // Nest sends nothing for an empty batch: no span either.
+    if (pattern === null || pattern === undefined || !Array.isArray(data?.messages) || data.messages.length === 0) {
       return super.emitBatch<TResult, TInput>(pattern, data);
     }
     const producer = this.startProducer(pattern, true, data.messages.length);

@@ -44,9 +44,10 @@ type ReplySender = ServerKafka['sendMessage'];
 
 /**
  * Nest's Kafka server with a CONSUMER span `process {topic}` around each record's whole handler
- * pipeline (guards, interceptors, pipes, handler, and the Observable it returns), as the parent's
- * child for `@MessagePattern` and linked to it for `@EventPattern` by default. The reply of a
- * request carries the CONSUMER span's context in its headers.
+ * pipeline (guards, interceptors, pipes, handler, and the Observable it returns): a child of the
+ * producer's span for `@MessagePattern`, a new trace linked to it for `@EventPattern`, by default.
+ * A request's span lasts until its reply is published, and the reply carries the span's context
+ * in its headers; a reply that cannot be published fails the span.
  *
  * Every delivery of a record gets its own span, related to the producer's context in the same
  * way: a record redelivered after a failure or a rebalance (same offset) is a second span with
