@@ -17,6 +17,7 @@ import {
   type RecordMetadataLike,
   type SerializerLike,
 } from './kafka-tracing.js';
+import { SEND_CANCELLED, traceRequestReply } from '../shared/producer-tracer.js';
 
 /** Options of {@link OtelClientKafka}: exactly those of Nest's `ClientKafka`. */
 export type OtelClientKafkaOptions = Required<KafkaOptions>['options'];
@@ -25,7 +26,7 @@ export type OtelClientKafkaOptions = Required<KafkaOptions>['options'];
  * `error.type` of a `send()` PRODUCER span whose subscriber went away before any reply: an rxjs
  * `timeout()`, `take(0)`, or an explicit `unsubscribe()`.
  */
-export const KAFKA_SEND_CANCELLED = 'cancelled';
+export const KAFKA_SEND_CANCELLED = SEND_CANCELLED;
 
 /** `messaging.batch.message_count` (incubating): records in one `emitBatch()`. */
 const ATTR_MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count';
@@ -74,34 +75,7 @@ export class OtelClientKafka extends ClientKafka {
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return source;
     }
-    return new Observable<TResult>((subscriber) => {
-      const caller = context.active();
-      const producer = this.startProducer(pattern, false);
-      if (!producer) {
-        return source.subscribe(subscriber);
-      }
-      let replied = false;
-      const subscription = context.with(producer.ctx, () =>
-        source.subscribe({
-          next: (value) => {
-            replied = true;
-            context.with(caller, () => subscriber.next(value));
-          },
-          error: (err: unknown) => {
-            producer.end(err);
-            context.with(caller, () => subscriber.error(err));
-          },
-          complete: () => {
-            producer.end();
-            context.with(caller, () => subscriber.complete());
-          },
-        }),
-      );
-      return () => {
-        subscription.unsubscribe();
-        producer.end(undefined, replied ? undefined : KAFKA_SEND_CANCELLED);
-      };
-    });
+    return traceRequestReply(source, () => this.startProducer(pattern, false));
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

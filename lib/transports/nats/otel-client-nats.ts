@@ -5,11 +5,12 @@ import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_I
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
 import { copyNatsHeaders, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 
 type NatsClientOptions = Required<NatsOptions>['options'];
 
 /** `error.type` of a `send()` whose subscriber went away before any reply (rxjs `timeout()`, `take(0)`, unsubscribe). */
-export const NATS_SEND_CANCELLED = 'cancelled';
+export const NATS_SEND_CANCELLED = SEND_CANCELLED;
 
 /** The PRODUCER span of the message being sent, in the context Nest's send/emit path runs in. */
 const PRODUCER_SPAN = createContextKey('otel-nest NATS producer span');
@@ -64,34 +65,7 @@ export class OtelClientNats extends ClientNats {
     if (isNil(pattern) || isNil(data)) {
       return source;
     }
-    return new Observable<TResult>((subscriber) => {
-      const caller = context.active();
-      const producer = this.startProducer(pattern, false);
-      if (!producer) {
-        return source.subscribe(subscriber);
-      }
-      let replied = false;
-      const subscription = context.with(producer.ctx, () =>
-        source.subscribe({
-          next: (value) => {
-            replied = true;
-            context.with(caller, () => subscriber.next(value));
-          },
-          error: (err: unknown) => {
-            producer.end(err);
-            context.with(caller, () => subscriber.error(err));
-          },
-          complete: () => {
-            producer.end();
-            context.with(caller, () => subscriber.complete());
-          },
-        }),
-      );
-      return () => {
-        subscription.unsubscribe();
-        producer.end(undefined, replied ? undefined : NATS_SEND_CANCELLED);
-      };
-    });
+    return traceRequestReply(source, () => this.startProducer(pattern, false));
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
@@ -102,16 +76,7 @@ export class OtelClientNats extends ClientNats {
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    let result: Observable<TResult>;
-    try {
-      // Nest subscribes right away (a connected, hot Observable), inside the producer's context.
-      result = context.with(producer.ctx, () => super.emit<TResult, TInput>(pattern, data));
-    } catch (err) {
-      producer.end(err);
-      throw err;
-    }
-    result.subscribe({ error: (err: unknown) => producer.end(err), complete: () => producer.end() });
-    return result;
+    return traceEmit(() => super.emit<TResult, TInput>(pattern, data), producer);
   }
 
   /** Called by Nest's `publish` for each request: the id is the reply correlation id. */

@@ -18,6 +18,7 @@ import {
 import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
+import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 
 /** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
 export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
@@ -26,7 +27,7 @@ export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
  * `error.type` of a `send()` PRODUCER span whose subscriber went away before the last reply:
  * an RxJS `timeout()`, `take(n)` on a streamed reply, or an explicit `unsubscribe()`.
  */
-export const RMQ_SEND_CANCELLED = 'cancelled';
+export const RMQ_SEND_CANCELLED = SEND_CANCELLED;
 
 interface Producer {
   readonly span: Span;
@@ -83,34 +84,7 @@ export class OtelClientRMQ extends ClientRMQ {
       // Nest answers with an InvalidMessageException without publishing anything.
       return source$;
     }
-    return new Observable<TResult>((subscriber) => {
-      const parent = context.active();
-      const producer = this.startProducer(pattern, data, false, parent);
-      if (!producer) {
-        return source$.subscribe(subscriber);
-      }
-      // The subscriber's own code runs in its own context, not the PRODUCER span's or the
-      // connection's.
-      const deliver = (notify: () => void): void => context.with(parent, notify);
-      const subscription = context.with(producer.ctx, () =>
-        source$.subscribe({
-          next: (value) => deliver(() => subscriber.next(value)),
-          error: (err: unknown) => {
-            producer.end(recordable(err));
-            deliver(() => subscriber.error(err));
-          },
-          complete: () => {
-            producer.end();
-            deliver(() => subscriber.complete());
-          },
-        }),
-      );
-      return () => {
-        // After a reply or an error the span has ended already and this does nothing.
-        producer.end(undefined, RMQ_SEND_CANCELLED);
-        subscription.unsubscribe();
-      };
-    });
+    return traceRequestReply(source$, () => this.startProducer(pattern, data, false, context.active()), recordable);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
@@ -121,17 +95,7 @@ export class OtelClientRMQ extends ClientRMQ {
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    let result$: Observable<TResult>;
-    try {
-      // Nest's emit is hot: it connects and publishes now, in the PRODUCER span's context.
-      result$ = context.with(producer.ctx, () => super.emit<TResult, TInput>(pattern, data));
-    } catch (err) {
-      producer.end(recordable(err));
-      throw err;
-    }
-    // A Subject-backed connectable: one more observer changes nothing for the caller's.
-    result$.subscribe({ error: (err: unknown) => producer.end(recordable(err)), complete: () => producer.end() });
-    return result$;
+    return traceEmit(() => super.emit<TResult, TInput>(pattern, data), producer, recordable);
   }
 
   /** Ends the `send()` span on the last reply or an error reply, before the caller sees it. */

@@ -1,0 +1,76 @@
+import { context, type Context } from '@opentelemetry/api';
+import { Observable } from 'rxjs';
+
+/** A started PRODUCER span: the context to publish in, and its exactly-once ender. */
+export interface ProducerHandle {
+  readonly ctx: Context;
+  end(error?: unknown, errorType?: string): void;
+}
+
+/** `error.type` of a `send()` the caller abandoned before any reply (rxjs `timeout()`, unsubscribe). */
+export const SEND_CANCELLED = 'cancelled';
+
+/**
+ * Traces one `ClientProxy#send()` (request-reply). The PRODUCER span starts when the caller
+ * subscribes (Nest's `send` is cold: nothing is published before), the source is subscribed in
+ * the span's context (so the request is serialized and its headers written there), and the span
+ * ends at the last reply, an error reply, or an unsubscription before any reply (`cancelled`).
+ * Replies reach the caller's code in the caller's own context, not the span's or the connection's.
+ * `start` returning undefined (our failure) sends the request untraced.
+ */
+export function traceRequestReply<T>(
+  source: Observable<T>,
+  start: () => ProducerHandle | undefined,
+  recordable: (error: unknown) => unknown = (error) => error,
+): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    const caller = context.active();
+    const producer = start();
+    if (!producer) {
+      return source.subscribe(subscriber);
+    }
+    let replied = false;
+    const subscription = context.with(producer.ctx, () =>
+      source.subscribe({
+        next: (value) => {
+          replied = true;
+          context.with(caller, () => subscriber.next(value));
+        },
+        error: (err: unknown) => {
+          producer.end(recordable(err));
+          context.with(caller, () => subscriber.error(err));
+        },
+        complete: () => {
+          producer.end();
+          context.with(caller, () => subscriber.complete());
+        },
+      }),
+    );
+    return () => {
+      subscription.unsubscribe();
+      // After the last reply or an error the span has ended already, and this does nothing.
+      producer.end(undefined, replied ? undefined : SEND_CANCELLED);
+    };
+  });
+}
+
+/**
+ * Traces one `ClientProxy#emit()`. Nest's `emit` is hot (it connects and publishes at once, on a
+ * Subject-backed connectable), so it is called inside the span's context and one more observer
+ * ends the span when the broker accepted the message or the publish failed.
+ */
+export function traceEmit<T>(
+  emit: () => Observable<T>,
+  producer: ProducerHandle,
+  recordable: (error: unknown) => unknown = (error) => error,
+): Observable<T> {
+  let result: Observable<T>;
+  try {
+    result = context.with(producer.ctx, emit);
+  } catch (err) {
+    producer.end(recordable(err));
+    throw err;
+  }
+  result.subscribe({ error: (err: unknown) => producer.end(recordable(err)), complete: () => producer.end() });
+  return result;
+}
