@@ -88,7 +88,7 @@ function id(value: unknown, key: string, bytes: 8 | 16, where: string): string |
     }
   }
   if (hex === undefined) {
-    throw new OtlpDecodeError(`${where}.${key} is not a ${bytes}-byte id in hex: ${JSON.stringify(raw.slice(0, 80))}.`);
+    throw new OtlpDecodeError(`${where}.${key} is not ${bytes === 8 ? 'an' : 'a'} ${bytes}-byte id in hex: ${JSON.stringify(raw.slice(0, 80))}.`);
   }
   return /^0+$/.test(hex) ? undefined : hex;
 }
