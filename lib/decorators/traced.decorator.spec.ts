@@ -21,15 +21,9 @@ import {
 } from '@nestjs/microservices/constants.js';
 import { ApiOperation, ApiResponse, DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Test } from '@nestjs/testing';
-import { context, diag, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+import { context, diag, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { createServer } from 'node:net';
 import { defer, firstValueFrom, of, Subject, throwError } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -38,25 +32,14 @@ import { TRACER_NAME } from '../utils/tracer.js';
 import { OTEL_TRACED_CONSUME_METADATA, Traced } from './traced.decorator.js';
 
 const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const contextManager = new AsyncLocalStorageContextManager();
+let sdk: TestingSdk;
 const tracer = () => trace.getTracer('traced.spec');
 
 beforeAll(() => {
-  trace.setGlobalTracerProvider(provider);
-  context.setGlobalContextManager(contextManager.enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
+  sdk = startTestingSdk({ exporter });
 });
 afterEach(() => exporter.reset());
-afterAll(async () => {
-  await provider.shutdown();
-  contextManager.disable();
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
+afterAll(() => sdk.shutdown());
 
 const finished = (name: string): ReadableSpan[] => exporter.getFinishedSpans().filter((span) => span.name === name);
 const only = (name: string): ReadableSpan => {

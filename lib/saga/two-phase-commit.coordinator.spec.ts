@@ -1,12 +1,6 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { of } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { expectSpan } from '../testing/span-assertions.js';
@@ -22,25 +16,14 @@ import type { PrepareVote, StepReturn, TwoPhaseCommitContext, TwoPhaseCommitPart
 import { readVote, TwoPhaseCommitCoordinator } from './two-phase-commit.coordinator.js';
 
 const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const contextManager = new AsyncLocalStorageContextManager();
+let sdk: TestingSdk;
 const coordinator = new TwoPhaseCommitCoordinator();
 
 beforeAll(() => {
-  trace.setGlobalTracerProvider(provider);
-  context.setGlobalContextManager(contextManager.enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
+  sdk = startTestingSdk({ exporter });
 });
 beforeEach(() => exporter.reset());
-afterAll(async () => {
-  await provider.shutdown();
-  contextManager.disable();
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
+afterAll(() => sdk.shutdown());
 
 const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
 const exceptions = (span: ReadableSpan) => span.events.filter((event) => event.name === 'exception');

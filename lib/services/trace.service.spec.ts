@@ -8,14 +8,8 @@ import {
   trace,
   type Span,
 } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { defer, firstValueFrom, of, Subject } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ATTR_ERROR_TYPE } from '../semconv.js';
@@ -64,24 +58,13 @@ describe('TraceService without an SDK', () => {
 
 describe('TraceService with an SDK', () => {
   const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  const contextManager = new AsyncLocalStorageContextManager();
+  let sdk: TestingSdk;
 
   beforeAll(() => {
-    trace.setGlobalTracerProvider(provider);
-    context.setGlobalContextManager(contextManager.enable());
-    propagation.setGlobalPropagator(
-      new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-    );
+    sdk = startTestingSdk({ exporter });
   });
   afterEach(() => exporter.reset());
-  afterAll(async () => {
-    await provider.shutdown();
-    contextManager.disable();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => sdk.shutdown());
 
   const only = (name: string): ReadableSpan => {
     const spans = exporter.getFinishedSpans().filter((span) => span.name === name);

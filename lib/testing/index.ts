@@ -13,3 +13,4 @@ export {
 } from './span-query.js';
 export { expectSpan, SpanExpectation } from './span-assertions.js';
 export { spanTree, type SpanTreeOptions } from './span-tree.js';
+export { startTestingSdk, type TestingSdk } from './testing-sdk.js';

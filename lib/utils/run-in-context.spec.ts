@@ -1,38 +1,21 @@
 import { HttpException, NotFoundException } from '@nestjs/common';
-import { context, createContextKey, propagation, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+import { context, createContextKey, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { defer, firstValueFrom, of, Subject, throwError, toArray } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ATTR_ERROR_TYPE } from '../semconv.js';
 import { bindObservableToContext, defaultIsError, runInSpan, withContext } from './run-in-context.js';
 
 const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const contextManager = new AsyncLocalStorageContextManager();
+let sdk: TestingSdk;
 const tracer = () => trace.getTracer('run-in-context.spec');
 
 beforeAll(() => {
-  trace.setGlobalTracerProvider(provider);
-  context.setGlobalContextManager(contextManager.enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
+  sdk = startTestingSdk({ exporter });
 });
 afterEach(() => exporter.reset());
-afterAll(async () => {
-  await provider.shutdown();
-  contextManager.disable();
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
+afterAll(() => sdk.shutdown());
 
 const finished = (name?: string): ReadableSpan[] =>
   exporter.getFinishedSpans().filter((span) => name === undefined || span.name === name);
