@@ -55,14 +55,16 @@ const { port } = app.getHttpServer().address();
 
 const probe = probeBatchProcessors(globalThis.__benchStackProvider);
 let maxRss = process.memoryUsage().rss;
+let maxQueued = 0;
 const rssSampler = setInterval(() => {
   maxRss = Math.max(maxRss, process.memoryUsage().rss);
+  maxQueued = Math.max(maxQueued, probe.queued());
 }, 250);
 rssSampler.unref();
 
 serve({
   /** A point to measure from: CPU time so far, requests handled so far. */
-  mark: () => ({ cpu: process.cpuUsage(), handled, rss: process.memoryUsage().rss, t: performance.now() }),
+  mark: () => ({ cpu: process.cpuUsage(), handled, rss: process.memoryUsage().rss, hrUs: Number(process.hrtime.bigint() / 1000n) }),
   resetMaxRss: () => {
     maxRss = process.memoryUsage().rss;
   },
@@ -76,6 +78,7 @@ serve({
     heapUsed: process.memoryUsage().heapUsed,
     processors: probe.found,
     queued: probe.queued(),
+    maxQueued,
     maxQueueSize: probe.maxQueueSize ?? null,
     ...probe.counters,
   }),

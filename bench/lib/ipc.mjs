@@ -81,6 +81,11 @@ export async function startChild(file, { name, env = {}, execArgv = [], readyTim
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      this.request('exit', {}, 5000).catch(() => undefined);
+      const graceful = setTimeout(() => child.kill('SIGTERM'), 5000);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      clearTimeout(graceful);
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), 3000);
       await exited;
@@ -94,6 +99,11 @@ export function serve(handlers) {
   process.on('message', async (msg) => {
     if (!msg || msg.id === undefined) return;
     try {
+      if (msg.cmd === 'exit') {
+        // A clean exit, so that --cpu-prof writes its profile.
+        process.send({ id: msg.id, result: null }, () => process.exit(0));
+        return;
+      }
       const handler = handlers[msg.cmd];
       if (!handler) throw new Error(`unknown command ${msg.cmd}`);
       const result = await handler(msg.args ?? {});
