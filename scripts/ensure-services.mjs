@@ -2,6 +2,7 @@
 // is down with the command this machine kind documents. Prints what it did; exits non-zero with
 // a clear message if a broker stays down.
 import { execSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -48,5 +49,20 @@ for (const service of services) {
     console.error(`${service.name}: still not listening on 127.0.0.1:${service.port} after 60 s.`);
     failed = true;
   }
+}
+// The trace viewer's browser test drives Debian's Chromium (never a downloaded browser).
+if (!existsSync('/usr/bin/chromium')) {
+  if (process.getuid?.() === 0) {
+    console.log('Chromium: missing; installing Debian\'s chromium for the browser test.');
+    try {
+      execSync('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium', { stdio: 'inherit' });
+    } catch (error) {
+      console.error(`Chromium: could not install it (${error.message}); the browser test will be skipped.`);
+    }
+  } else {
+    console.log('Chromium: missing; the browser test will be skipped (install it with: apt-get install -y chromium).');
+  }
+} else {
+  console.log('Chromium: /usr/bin/chromium');
 }
 process.exit(failed ? 1 : 0);

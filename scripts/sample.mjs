@@ -1,214 +1,379 @@
-// `npm run sample`: compiles the sample, starts the shop app in this process, sends it three
-// requests, closes it (which flushes every span), then prints each request's trace as a tree and
-// checks its shape. Exits 1 when a trace is not what the sample promises. Needs nothing running.
-import { spawnSync } from 'node:child_process';
-import { request } from 'node:http';
-import { diag, DiagConsoleLogger, DiagLogLevel, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+// `npm run sample`: runs the five-service e-commerce sample on this machine's brokers and databases,
+// places a successful and a declined order, and prints both traces as trees.
+//
+//   npm run sample                 keeps the services and the trace viewer running until Ctrl-C
+//   npm run sample -- --once       exits after the demo: 0 if both traces have the promised shape
+//
+// Spans go to the trace viewer of otel-nest/devtools, started here. With OTEL_EXPORTER_OTLP_ENDPOINT
+// (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set they go to that collector too: the services export to a
+// small relay here that forwards every request to both. Settings: sample/.env if present, else the
+// environment, else local defaults (sample/.env.example).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import { createConnection, createServer as createTcpServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
-const TIMEOUT_MS = 30_000;
-// unref: the watchdog fires only if something else keeps the process alive (a hang).
-setTimeout(() => {
-  console.error(`\nThe sample did not finish within ${TIMEOUT_MS / 1000} s.`);
-  process.exit(1);
-}, TIMEOUT_MS).unref();
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BUILD = new URL('../.build/sample/', import.meta.url);
+const ONCE = process.argv.includes('--once');
+const SERVICES = ['inventory', 'payment', 'notification', 'orders', 'gateway'];
+/** Services that use pg or ioredis, started with the instrumentation preload. */
+const PRELOADED = new Set(['orders']);
+const START_TIMEOUT_MS = 30_000;
+const TRACE_TIMEOUT_MS = 15_000;
 
-console.log('> compile: npx tsc -p sample/tsconfig.json');
-const compiled = spawnSync('npx', ['tsc', '-p', 'sample/tsconfig.json'], { stdio: 'inherit' });
-if (compiled.status !== 0) {
-  console.error(`Compiling the sample failed (exit ${compiled.status ?? compiled.signal}).`);
+if (ONCE) {
+  // unref: fires only if something hangs.
+  setTimeout(() => fail(`The sample did not finish within 90 s.`), 90_000).unref();
+}
+
+const cleanups = [];
+let quiet = false;
+async function cleanup() {
+  for (const task of cleanups.splice(0).reverse()) {
+    await task().catch((error) => console.error(`cleanup: ${error.message}`));
+  }
+}
+async function fail(message) {
+  console.error(`\n${message}`);
+  await cleanup();
   process.exit(1);
 }
 
-const { startShopApp } = await import('../.build/sample/shop.app.js');
-const { collectorConfigured } = await import('../.build/sample/app.module.js');
-const { OtelSdkService } = await import('otel-nest');
+// ---------------------------------------------------------------------------------------------
+console.log('> compile the sample: npx tsc -p sample/tsconfig.json');
+const compiled = spawnSync('npx', ['tsc', '-p', 'sample/tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+if (compiled.status !== 0) {
+  await fail(`Compiling the sample failed (exit ${compiled.status ?? compiled.signal}). Did you run npm run build first?`);
+}
 
-/** The caller's span for request 2, as an upstream service would send it. */
-const UPSTREAM = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' };
+const envFile = fileURLToPath(new URL('../sample/.env', import.meta.url));
+if (existsSync(envFile)) {
+  process.loadEnvFile(envFile);
+  console.log('> settings from sample/.env');
+}
+const env = process.env;
+env.GATEWAY_PORT ??= String(await portFor(3000));
+env.ORDERS_PORT ??= String(await portFor(3001));
+const { config } = await import(new URL('shared/config.js', BUILD));
+const { DECLINED_CARD } = await import(new URL('shared/contracts.js', BUILD));
+const { formatTraceTree } = await import(new URL('tracing/trace-tree.js', BUILD));
+const { checkPlacedOrder, checkDeclinedOrder } = await import(new URL('tracing/order-trace.checks.js', BUILD));
 
-const REQUESTS = [
+// ---------------------------------------------------------------------------------------------
+console.log('> check the brokers and databases');
+const COMPOSE = 'docker compose -f sample/deploy/docker-compose.yml up -d';
+const unreachable = [];
+for (const [name, url, defaultPort, variable, start] of [
+  ['Redis', config.redis.url, 6379, 'REDIS_URL', `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no\n    or: ${COMPOSE} redis`],
+  ['RabbitMQ', config.rabbitmq.urls[0], 5672, 'RABBITMQ_URL', `rabbitmq-server -detached\n    or: ${COMPOSE} rabbitmq`],
+  ['NATS', config.nats.servers[0], 4222, 'NATS_URL', `nats-server -a 127.0.0.1 -p 4222 &\n    or: ${COMPOSE} nats`],
+  ...(env.KAFKA_BROKERS ? [['Kafka', `kafka://${config.kafka.brokers[0]}`, 9092, 'KAFKA_BROKERS', `unset KAFKA_BROKERS to use the local test broker, or: ${COMPOSE} kafka`]] : []),
+]) {
+  const { hostname, port } = new URL(url);
+  if (!(await reachable(hostname.replace(/^\[|\]$/g, ''), Number(port || defaultPort)))) {
+    unreachable.push(`${name} is not reachable at ${hostname}:${port || defaultPort} (${variable}). Start it with:\n    ${start}`);
+  }
+}
+const pg = (await import('pg')).default;
+const db = new pg.Client({ ...config.postgres, connectionTimeoutMillis: 3000 });
+try {
+  await db.connect();
+  await db.query(readFileSync(new URL('../sample/db/schema.sql', import.meta.url), 'utf8'));
+  console.log('  PostgreSQL: schema "shop" created, demo stock reset');
+} catch (error) {
+  unreachable.unshift(
+    `PostgreSQL is not usable at ${config.postgres.connectionString.replace(/:[^:@/]*@/, ':***@')} (DATABASE_URL): ${error.message}. Start it with:\n` +
+      `    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n    or: ${COMPOSE} postgres`,
+  );
+} finally {
+  await db.end().catch(() => {});
+}
+if (unreachable.length > 0) {
+  await fail(unreachable.join('\n'));
+}
+console.log('  Redis, RabbitMQ, NATS: reachable');
+
+if (env.KAFKA_BROKERS) {
+  console.log(`  Kafka: ${env.KAFKA_BROKERS} (KAFKA_BROKERS)`);
+} else {
+  env.KAFKA_BROKERS = await startLocalKafka();
+  // The local broker answers a fetch only when its max wait is over (see README).
+  env.KAFKA_MAX_WAIT_MS ??= '50';
+  console.log(`  Kafka: KAFKA_BROKERS is not set; started the local Kafka-protocol test broker on ${env.KAFKA_BROKERS}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+const { startTraceViewer } = await import('otel-nest/devtools');
+const viewerPort = Number(env.TRACE_VIEWER_PORT ?? (ONCE ? 0 : 16686));
+const viewer = await startTraceViewer({ port: viewerPort, maxTraces: 200 }).catch((error) => {
+  console.log(`  ${error.message} Using a free port instead.`);
+  return startTraceViewer({ port: 0, maxTraces: 200 });
+});
+cleanups.push(() => viewer.close());
+const collector = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT && `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces`);
+let otlpEndpoint = viewer.endpoint;
+if (collector) {
+  otlpEndpoint = await startRelay([collector, viewer.otlpUrl]);
+  console.log(`> spans go to ${collector} (OTEL_EXPORTER_OTLP_ENDPOINT) and to the trace viewer ${viewer.url}`);
+} else {
+  console.log(`> spans go to the trace viewer ${viewer.url} (set OTEL_EXPORTER_OTLP_ENDPOINT for a collector)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log(`> start ${SERVICES.join(', ')}`);
+const children = SERVICES.map((name) => startService(name));
+await Promise.all(children.map((child) => child.ready)).catch((error) => fail(error.message));
+const gateway = `http://127.0.0.1:${config.gateway.port}`;
+console.log(`> all five services are ready; gateway on ${gateway}`);
+
+const [apiKey] = config.gateway.apiKeys.keys();
+const ORDERS = [
   {
-    title: 'a normal order; the tenant comes in a header of the shop and becomes baggage',
-    path: '/orders/order-1',
-    headers: { 'x-tenant-id': 'globex' },
-    status: 200,
-    tenant: 'globex',
+    title: 'A successful order',
+    body: { sku: 'sku-espresso-beans', quantity: 2, cardNumber: '4242424242424242' },
+    status: 201,
+    check: checkPlacedOrder,
   },
   {
-    title: 'called by a traced upstream: its traceparent and its tenant.id baggage continue here',
-    path: '/orders/order-2',
-    headers: { traceparent: `00-${UPSTREAM.traceId}-${UPSTREAM.spanId}-01`, baggage: 'tenant.id=acme' },
-    status: 200,
-    tenant: 'acme',
-    upstream: UPSTREAM,
-  },
-  {
-    title: 'the inventory fails with 500, so the order answers 502',
-    path: '/orders/order-3',
-    headers: {},
-    status: 502,
-    failing: true,
+    title: `A declined order: test card ${DECLINED_CARD} → the saga compensates`,
+    body: { sku: 'sku-grinder', quantity: 1, cardNumber: DECLINED_CARD },
+    status: 402,
+    check: checkDeclinedOrder,
   },
 ];
 
-// node:http, not fetch: fetch is traced in this process (the app's undici instrumentation), and
-// this script plays an outside client such as curl, whose requests must not start the traces.
-function get(url, headers) {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
+let failures = 0;
+const links = [];
+for (const [index, order] of ORDERS.entries()) {
+  console.log(`\n${index + 1}. ${order.title}`);
+  console.log(`   POST ${gateway}/orders  x-api-key: ${apiKey}  x-user-id: user-42  ${JSON.stringify(order.body)}`);
+  const response = await post(`${gateway}/orders`, order.body, { 'x-api-key': apiKey, 'x-user-id': 'user-42' });
+  console.log(`   → ${response.status} ${response.body}`);
+  const traceId = response.headers['x-trace-id'];
+  const orderId = safeJson(response.body)?.id;
+  if (response.status !== order.status || typeof traceId !== 'string' || typeof orderId !== 'string') {
+    console.log(`   ✗ expected ${order.status} with an order id and an x-trace-id header`);
+    failures++;
+    continue;
+  }
+  const { spans, checks } = await waitForTrace(traceId, (received) => order.check(received, orderId));
+  console.log(`\n${formatTraceTree(spans).replace(/^/gm, '   ')}\n`);
+  for (const { ok, description } of checks) {
+    console.log(`   ${ok ? '✓' : '✗'} ${description}`);
+    failures += ok ? 0 : 1;
+  }
+  links.push(`${viewer.endpoint}/trace/${traceId}`);
+  console.log(`   viewer: ${links.at(-1)}`);
+}
+
+console.log(`\nTrace viewer: ${viewer.url}`);
+if (failures > 0) {
+  console.error(`\n${failures} check(s) failed: the traces are not what the sample promises.`);
+}
+if (ONCE) {
+  quiet = true;
+  await cleanup();
+  process.exit(failures > 0 ? 1 : 0);
+}
+console.log(`Services are running (gateway ${gateway}, API key ${apiKey}). Ctrl-C stops everything.`);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, async () => {
+    console.log('\nstopping...');
+    quiet = true;
+    await cleanup();
+    process.exit(0);
   });
 }
 
-// Nest's warnings and errors, one line each on stdout, in order with the rest: the stack trace of
-// the failing request would bury the trees.
-const oneLine = (message) => (message instanceof Error ? `${message.name}: ${message.message}` : String(message));
-const ignore = () => {};
-const logger = {
-  log: ignore,
-  debug: ignore,
-  verbose: ignore,
-  warn: (message, ...rest) => console.log(`   [Nest] WARN [${rest.at(-1)}] ${oneLine(message)}`),
-  error: (message, ...rest) => console.log(`   [Nest] ERROR [${rest.at(-1)}] ${oneLine(message)}`),
-  fatal: (message, ...rest) => console.log(`   [Nest] FATAL [${rest.at(-1)}] ${oneLine(message)}`),
-};
+// ---------------------------------------------------------------------------------------------
 
-const startedAt = performance.now();
-const { app, url, traces } = await startShopApp({ port: 0, logger });
-console.log(`\nshop listening on ${url}`);
-console.log(app.get(OtelSdkService).summary());
-if (collectorConfigured()) {
-  // An unreachable collector is reported through OpenTelemetry's diag logger, silent by default.
-  diag.setLogger(new DiagConsoleLogger(), DiagLogLevel.WARN);
-  console.log(
-    'OTEL_EXPORTER_OTLP_ENDPOINT is set: every span is ALSO sent to that collector over OTLP/HTTP ' +
-      '(the exporter above); the trees below come from the in-process printer.',
-  );
-}
-
-const responses = [];
-try {
-  for (const [index, req] of REQUESTS.entries()) {
-    const shown = Object.entries(req.headers).map(([name, value]) => `  ${name}: ${value}`).join('');
-    console.log(`\n${index + 1}. GET ${req.path}${shown}`);
-    if (req.failing) {
-      console.log('   (fails on purpose: the error Nest logs is expected)');
+function startService(name) {
+  const args = [
+    ...(PRELOADED.has(name) ? ['--import', new URL('instrumentation.js', BUILD).href] : []),
+    fileURLToPath(new URL(`${name}/main.js`, BUILD)),
+  ];
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: {
+      ...env,
+      OTEL_SERVICE_NAME: name,
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint,
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '',
+      // Export within a fraction of a second (the default batch delay is 5 s), for the demo.
+      OTEL_BSP_SCHEDULE_DELAY: env.OTEL_BSP_SCHEDULE_DELAY ?? '200',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      NO_COLOR: '1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} was not ready within ${START_TIMEOUT_MS / 1000} s:\n${output}`)), START_TIMEOUT_MS);
+    const onLine = (line) => {
+      output += `${line}\n`;
+      // Nest's startup lines (modules, routes) and kafkajs' INFO lines are noise here, and so is
+      // everything after the demo of --once.
+      if (!quiet && !/\[(InstanceLoader|RoutesResolver|RouterExplorer|NestFactory|NestApplication|NestMicroservice)\]| INFO \[/.test(line)) {
+        console.log(`   [${name}] ${line.replace(/^\[Nest\] \d+\s+- .*?\s{2,}/, '')}`);
+      }
+      if (/\] ready: /.test(line)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = '';
+      stream.setEncoding('utf8').on('data', (chunk) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop();
+        lines.forEach(onLine);
+      });
     }
-    const response = await get(url + req.path, req.headers);
-    console.log(`   -> ${response.status} ${response.body}`);
-    responses.push(response);
-  }
-} finally {
-  // Stops the server, then flushes and shuts the SDK down: every span of these requests has ended.
-  await app.close();
-}
-const elapsed = Math.round(performance.now() - startedAt);
-
-let failures = 0;
-/** Prints the check with its outcome; `{ quiet: true }` prints it only when it fails. */
-function check(ok, description, { quiet = false } = {}) {
-  if (!ok || !quiet) {
-    console.log(`   ${ok ? '✓' : '✗'} ${description}`);
-  }
-  if (!ok) {
-    failures++;
-  }
-  return ok;
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? 'signal'}) before it was ready:\n${output}`));
+    });
+  });
+  ready.catch(() => {});
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(killer);
+    }
+  });
+  return { name, ready };
 }
 
-const kindName = (kind) => SpanKind[kind];
-const parentId = (span) => span?.parentSpanContext?.spanId;
-const spanId = (span) => span?.spanContext().spanId;
-const isError = (span) => span?.status.code === SpanStatusCode.ERROR;
-
-console.log('\nTraces (after app.close(), which flushed every span):');
-const seen = new Set();
-for (const [index, req] of REQUESTS.entries()) {
-  const response = responses[index];
-  const traceId = response.headers['x-trace-id'];
-  console.log(`\n${index + 1}. ${req.title}`);
-  if (!check(typeof traceId === 'string', 'the response names its trace in x-trace-id', { quiet: true })) {
-    continue;
+/** Polls the viewer until the trace passes its checks and has been quiet for 500 ms, or times out. */
+async function waitForTrace(traceId, check) {
+  const deadline = Date.now() + TRACE_TIMEOUT_MS;
+  let count = -1;
+  let quietSince = Date.now();
+  for (;;) {
+    const spans = viewer.store.spans(traceId);
+    if (spans.length !== count) {
+      count = spans.length;
+      quietSince = Date.now();
+    }
+    const checks = check(spans);
+    const passed = checks.every((c) => c.ok);
+    if ((passed && Date.now() - quietSince >= 500) || Date.now() > deadline) {
+      return { spans, checks };
+    }
+    await sleep(100);
   }
-  seen.add(traceId);
-  console.log(traces.formatTrace(traceId).replace(/^/gm, '   '));
-  console.log('');
-  const spans = traces.getSpans(traceId);
-  const find = (name, kind) => spans.filter((span) => span.name === name && span.kind === kind);
-  const one = (name, kind) => {
-    const found = find(name, kind);
-    check(found.length === 1, `one ${name} [${kindName(kind)}] span in the trace (found ${found.length})`, { quiet: true });
-    return found[0];
-  };
-  const server = one('GET /orders/:id', SpanKind.SERVER);
-  const method = one('OrdersService.getOrder', SpanKind.INTERNAL);
-  const client = one('GET', SpanKind.CLIENT);
-  const inventory = one('GET /inventory/:sku', SpanKind.SERVER);
-  check(spans.length === 4, `4 spans in the trace, no more (found ${spans.length})`);
-  check(
-    server !== undefined &&
-      parentId(method) === spanId(server) &&
-      parentId(client) === spanId(method) &&
-      parentId(inventory) === spanId(client) &&
-      inventory.parentSpanContext.isRemote === true,
-    'connected: SERVER -> @Traced INTERNAL -> fetch CLIENT -> SERVER, the last parent read from the HTTP headers',
+}
+
+/** Starts the Kafka-protocol test broker (scripts/kafka-broker.mjs) and returns its address. */
+async function startLocalKafka() {
+  const { build } = await import('./kafka-broker.mjs');
+  let binary;
+  try {
+    binary = build();
+  } catch (error) {
+    await fail(`${error.message}\nOr point KAFKA_BROKERS at a Kafka cluster (e.g. ${COMPOSE} kafka).`);
+  }
+  // --watch-stdin: the broker exits with this script, even if it is killed.
+  const broker = spawn(binary, ['--watch-stdin', 'order.created', 'order.failed'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  cleanups.push(async () => {
+    broker.kill('SIGTERM');
+    await new Promise((resolve) => (broker.exitCode === null ? broker.once('exit', resolve) : resolve()));
+  });
+  return new Promise((resolve, reject) => {
+    broker.stdout.setEncoding('utf8').once('data', (line) => resolve(line.trim()));
+    broker.once('exit', (code) => reject(new Error(`The Kafka test broker exited (${code}) before it started.`)));
+  });
+}
+
+/**
+ * An OTLP/HTTP relay: every export request goes, unchanged, to each target. Answers with the first
+ * target's (the collector's) response, so exporters see its errors and retry as they would.
+ */
+async function startRelay(targets) {
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) {
+      chunks.push(chunk);
+    }
+    const headers = Object.fromEntries(
+      Object.entries(req.headers).filter(([key]) => !['host', 'connection', 'content-length', 'transfer-encoding'].includes(key)),
+    );
+    const body = Buffer.concat(chunks);
+    const [first] = await Promise.allSettled(targets.map((url) => fetch(url, { method: 'POST', headers, body })));
+    if (first.status === 'fulfilled') {
+      res.writeHead(first.value.status, { 'content-type': first.value.headers.get('content-type') ?? 'application/json' });
+      res.end(Buffer.from(await first.value.arrayBuffer()));
+    } else {
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 14, message: `collector unreachable: ${first.reason?.message}` }));
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   );
-  check(response.status === req.status, `answered ${req.status} (got ${response.status})`);
-  check(
-    server?.attributes['http.response.status_code'] === req.status,
-    `the SERVER span records http.response.status_code=${req.status}`,
-  );
-  if (req.upstream) {
-    check(traceId === req.upstream.traceId, `continues the caller's trace ${req.upstream.traceId}`);
-    check(
-      parentId(server) === req.upstream.spanId && server.parentSpanContext.isRemote === true,
-      `the SERVER span's parent is the caller's span ${req.upstream.spanId}`,
-    );
-  } else {
-    check(server !== undefined && server.parentSpanContext === undefined, 'the SERVER span starts a new trace');
-  }
-  if (req.tenant) {
-    check(
-      method?.attributes['tenant.id'] === req.tenant && inventory?.attributes['tenant.id'] === req.tenant,
-      `baggage tenant.id=${req.tenant} reached the inventory request (attribute on its SERVER span)`,
-    );
-    check(
-      method?.events.some((event) => event.name === 'inventory.checked') === true &&
-        method.attributes['order.id'] === req.path.split('/').pop(),
-      'TraceService added order.id and the inventory.checked event to the @Traced span',
-    );
-  }
-  if (req.failing) {
-    check(
-      [inventory, client, method, server].every(isError),
-      'status ERROR on all four spans, from the failing inventory up to the order request',
-    );
-    check(
-      inventory?.events.some((event) => event.name === 'exception') === true,
-      "the inventory's SERVER span holds the exception event",
-    );
-  } else {
-    check(!spans.some(isError), 'no span has status ERROR');
+  return `http://127.0.0.1:${server.address().port}`;
+}
+
+// node:http, not fetch: this script plays an outside client (curl), untraced.
+function post(url, body, headers) {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = request(url, { method: 'POST', agent: false, headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+function safeJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 
-const strays = traces.getSpans().filter((span) => !seen.has(span.spanContext().traceId));
-console.log('');
-if (!check(strays.length === 0, `no spans outside these ${REQUESTS.length} traces (found ${strays.length})`)) {
-  for (const traceId of new Set(strays.map((span) => span.spanContext().traceId))) {
-    console.log(`\n${traces.formatTrace(traceId).replace(/^/gm, '   ')}`);
-  }
+function reachable(host, port) {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port, timeout: 2000 });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
-if (failures > 0) {
-  console.error(`\nThe sample's traces are not as expected: ${failures} check(s) failed.`);
-  process.exitCode = 1;
-} else {
-  console.log(`\nAll checks passed. Started, called and closed the app in ${elapsed} ms.`);
+/** `preferred` when it is free (and not --once), else any free port. */
+async function portFor(preferred) {
+  const tryListen = (port) =>
+    new Promise((resolve) => {
+      const server = createTcpServer();
+      server.once('error', () => resolve(undefined));
+      server.listen(port, '127.0.0.1', () => {
+        const { port: bound } = server.address();
+        server.close(() => resolve(bound));
+      });
+    });
+  return (ONCE ? undefined : await tryListen(preferred)) ?? (await tryListen(0));
 }
+

@@ -67,6 +67,7 @@ function expectedFor(span: ReadableSpan): ReceivedSpan {
       attributes: { ...event.attributes } as ReceivedSpan['attributes'],
     })),
     resource: { ...span.resource.attributes } as ReceivedSpan['resource'],
+    service: String(span.resource.attributes['service.name']),
     scope: { name: span.instrumentationScope.name, version: span.instrumentationScope.version! },
   };
   if (span.parentSpanContext?.spanId) {
@@ -253,11 +254,12 @@ describe('OTLP receiver', () => {
         kind: 3,
         startTimeUnixNano: '1700000000000000000',
         endTimeUnixNano: '1700000000500000000',
-        attributes: { count: 42, huge: '9007199254740993', map: { k: true }, raw: new Uint8Array([1, 2, 3]), empty: null },
+        attributes: { count: 42, huge: '9007199254740993', map: { k: true }, raw: Buffer.from([1, 2, 3]).toString('base64'), empty: null },
         status: { code: 1, message: '' },
         links: [],
         events: [],
         resource: { 'service.name': 'other-sdk' },
+        service: 'other-sdk',
         scope: { name: 'other' },
       },
     ]);
@@ -299,7 +301,7 @@ describe('OTLP receiver', () => {
       ['application/json', 400],
       ['application/json', 400],
     ]);
-    expect(receiver.requests[4]!.error).toMatch(/A span has no traceId/);
+    expect(receiver.requests[4]!.error).toMatch(/spans\[0\]\.traceId is missing/);
     await provider.shutdown();
   });
 

@@ -3,12 +3,14 @@
 //   BENCH_TRACING    none (A, and E whose SDK is preloaded) | otel-nest (B, C, D, outage)
 //   BENCH_RATIO      otel-nest sampler ratio; unset = the default parentbased_always_on
 //   BENCH_OTLP_URL   where spans go;  BENCH_SERVICE  service.name (the receiver counts per name)
+//   BENCH_DIAG       diagnostic pieces on an untraced app (see http-diagnostics.mjs)
 import 'reflect-metadata';
 import { Controller, Get, Module, Param } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass, decorateMethod, decorateParams, work } from '../lib/nest-js.mjs';
 import { probeBatchProcessors } from '../lib/pipeline-probe.mjs';
+import { applyDiagnostics } from './http-diagnostics.mjs';
 
 const framework = process.env.BENCH_FRAMEWORK ?? 'express';
 const tracing = process.env.BENCH_TRACING ?? 'none';
@@ -50,6 +52,7 @@ if (framework === 'fastify') {
 } else {
   app = await NestFactory.create(AppModule, { logger: ['error', 'warn'] });
 }
+await applyDiagnostics(app, process.env.BENCH_DIAG ?? '');
 await app.listen(0, '127.0.0.1');
 const { port } = app.getHttpServer().address();
 

@@ -30,7 +30,11 @@ registerInstrumentations({
     new NestInstrumentation(),
   ],
 });
-// Built-ins are patched on require; the ESM app imports `http`, so require it once here
+// require-in-the-middle patches on require: `http` is imported by the ESM app, and
+// @nestjs/platform-fastify (ESM) imports the CommonJS `fastify`, which the ESM hook does not
+// let instrumentation-fastify wrap. Requiring them once here patches the shared CJS exports
 // (the same step as test/fixtures/preload-instrumentation-http.mjs).
-createRequire(import.meta.url)('node:http');
+const require = createRequire(import.meta.url);
+require('node:http');
+if (process.env.BENCH_FRAMEWORK === 'fastify') require('fastify');
 globalThis.__benchStackProvider = provider;

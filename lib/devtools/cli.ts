@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `otel-nest-viewer` command: starts the trace viewer until Ctrl-C.
+import { DiagConsoleLogger, DiagLogLevel, diag } from '@opentelemetry/api';
 import { CLI_USAGE, parseViewerArgs } from './cli-args.js';
 import { startTraceViewer, type TraceViewerOptions } from './trace-viewer.server.js';
 
@@ -16,6 +17,8 @@ async function main(): Promise<void> {
     console.log(CLI_USAGE);
     return;
   }
+  // The viewer reports its own failures through diag, silent unless someone listens: here, the console.
+  diag.setLogger(new DiagConsoleLogger(), DiagLogLevel.ERROR);
   const viewer = await startTraceViewer(options);
   console.log(`otel-nest trace viewer: ${viewer.url}`);
   console.log(`  receiving OTLP/HTTP JSON at ${viewer.otlpUrl}`);

@@ -36,6 +36,7 @@ table { border-collapse: collapse; width: 100%; }
 table.traces { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; }
 table.traces th, table.traces td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 table.traces th { font-size: 12px; color: var(--muted); font-weight: 600; }
+table.traces th.num { text-align: right; }
 table.traces tr.trace-row { cursor: pointer; }
 table.traces tr.trace-row:hover { background: #eef3fb; }
 table.traces tr.trace-row.has-error td:first-child { box-shadow: inset 3px 0 0 var(--error); }
@@ -49,7 +50,7 @@ td.num { text-align: right; white-space: nowrap; }
 .trace-head { margin-bottom: 12px; }
 .trace-head .meta { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; color: var(--muted); }
 .related a { margin-right: 10px; }
-.trace-body { display: grid; grid-template-columns: minmax(0, 1fr) 400px; gap: 16px; align-items: start; }
+.trace-body { display: grid; grid-template-columns: minmax(0, 1fr) 440px; gap: 16px; align-items: start; }
 .waterfall { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
 .wf-row { display: grid; grid-template-columns: 420px minmax(0, 1fr); min-height: var(--row-h); border-bottom: 1px solid #f0f3f6; }
 .wf-row.axis-row { border-bottom: 1px solid var(--line); background: #fafbfc; font-size: 11px; color: var(--muted); }
@@ -68,6 +69,7 @@ td.num { text-align: right; white-space: nowrap; }
 .span-bar { position: absolute; top: 7px; height: 14px; min-width: 2px; border-radius: 2px; opacity: .9; }
 .span-bar.error { box-shadow: 0 0 0 2px var(--error); }
 .bar-label { position: absolute; top: 5px; font-size: 11px; color: var(--muted); white-space: nowrap; }
+.bar-label.inside { top: 7px; line-height: 14px; padding: 0 6px; color: #fff; text-align: right; overflow: hidden; }
 .event-tick { position: absolute; top: 4px; width: 2px; height: 20px; background: #1f2933; opacity: .55; }
 .link-marker { border: 1px solid #b8c4d3; background: #fff; color: var(--accent); border-radius: 10px; font-size: 11px; padding: 0 6px; margin-left: 6px; line-height: 16px; }
 .link-marker:hover { background: #eef3fb; }
@@ -78,7 +80,7 @@ dl.props { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap
 dl.props dt { color: var(--muted); }
 dl.props dd { margin: 0; word-break: break-all; }
 table.kv td { padding: 2px 6px 2px 0; border-bottom: 1px solid #f0f3f6; vertical-align: top; font-size: 12px; word-break: break-all; }
-table.kv td.key { color: #44546a; width: 40%; }
+table.kv td.key { color: #44546a; width: 42%; word-break: normal; overflow-wrap: anywhere; }
 .event, .link { border-left: 3px solid var(--line); padding: 2px 0 2px 8px; margin: 6px 0; }
 .event.exception { border-left-color: var(--error); }
 .link button { border: 0; background: none; color: var(--accent); padding: 0; text-align: left; }
@@ -237,7 +239,7 @@ const SCRIPT = String.raw`
         data: { traceId: t.traceId },
         onclick: function (event) { if (!event.target.closest('a')) location.hash = traceHref(t.traceId); },
       }, [
-        h('td', { class: 'mono' }, clock(t.startTimeUnixNano)),
+        h('td', { class: 'mono', title: new Date(Number(BigInt(t.startTimeUnixNano) / BigInt(1000000))).toISOString() }, clock(t.startTimeUnixNano)),
         h('td', null, [
           h('a', { class: 'root-name', href: traceHref(t.traceId) }, t.rootName || '(unnamed span)'),
           t.rootMissing ? h('span', { class: 'orphan', title: 'No root span was received for this trace' }, 'root not received') : null,
@@ -246,14 +248,14 @@ const SCRIPT = String.raw`
         h('td', { class: 'services' }, t.services.map(serviceTag)),
         h('td', { class: 'num span-count' }, t.spanCount + (t.droppedSpans ? ' (+' + t.droppedSpans + ' dropped)' : '')),
         h('td', { class: 'num duration' }, duration(t.durationMs)),
-        h('td', { class: 'status' }, t.error ? h('span', { class: 'error-badge' }, 'ERROR' + (t.errorCount > 1 ? ' ×' + t.errorCount : '')) : h('span', { class: 'ok-badge' }, 'OK')),
+        h('td', { class: 'status' }, t.error ? h('span', { class: 'error-badge' }, 'ERROR' + (t.errorCount > 1 ? ' ×' + t.errorCount : '')) : h('span', { class: 'ok-badge' }, 'no errors')),
         h('td', { class: 'related' }, t.relatedTraceIds.map(function (id) {
           return h('a', { class: 'related-trace', href: traceHref(id), title: 'trace ' + id }, '↔ ' + (state.names.get(id) || shortId(id)));
         })),
       ]);
     });
     add(app, h('table', { class: 'traces' }, [
-      h('thead', null, h('tr', null, ['Started', 'Root span', 'Services', 'Spans', 'Duration', 'Status', 'Related traces'].map(function (title) { return h('th', null, title); }))),
+      h('thead', null, h('tr', null, ['Started', 'Root span', 'Services', 'Spans', 'Duration', 'Status', 'Related traces'].map(function (title) { return h('th', { class: title === 'Spans' || title === 'Duration' ? 'num' : null }, title); }))),
       h('tbody', null, rows),
     ]));
   }
@@ -330,7 +332,11 @@ const SCRIPT = String.raw`
         ].concat(markers)),
         h('div', { class: 'timeline-col' }, [
           h('div', { class: 'span-bar' + (isError(span) ? ' error' : ''), style: { left: left + '%', width: width + '%', background: color }, title: duration(length) }),
-          h('span', { class: 'bar-label', style: left + width > 80 ? { right: (100 - left + 0.5) + '%' } : { left: (left + width + 0.5) + '%' } }, duration(length)),
+          // The duration goes inside a wide bar, else after it, or before it near the right edge.
+          h('span', {
+            class: 'bar-label' + (width > 14 ? ' inside' : ''),
+            style: width > 14 ? { left: left + '%', width: width + '%' } : left + width > 85 ? { right: (100 - left + 0.5) + '%' } : { left: (left + width + 0.5) + '%' },
+          }, duration(length)),
         ].concat(span.events.map(function (event) {
           return h('div', { class: 'event-tick', title: event.name, style: { left: pct(nanosBetween(start, event.timeUnixNano)) + '%' } });
         }))),
@@ -349,7 +355,7 @@ const SCRIPT = String.raw`
         h('span', { class: 'mono' }, 'trace ' + summary.traceId),
         h('span', null, clock(start)),
         h('span', null, duration(summary.durationMs)),
-        h('span', null, summary.spanCount + ' spans'),
+        h('span', null, summary.spanCount + (summary.spanCount === 1 ? ' span' : ' spans')),
         h('span', { class: 'legend' }, summary.services.map(serviceTag)),
         summary.error ? h('span', { class: 'error-badge' }, summary.errorCount + ' ERROR') : null,
         summary.rootMissing ? h('span', { class: 'orphan' }, 'root span not received') : null,

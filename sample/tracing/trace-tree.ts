@@ -1,74 +1,107 @@
-import { SpanKind, SpanStatusCode, type AttributeValue } from '@opentelemetry/api';
-import { hrTimeToMilliseconds } from '@opentelemetry/core';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+/**
+ * Prints a trace as an indented tree, one line per span: name, service, kind, duration, and notes
+ * (HTTP status, ERROR with its message, links). Works on spans as OTLP/JSON delivers them, e.g.
+ * from the trace viewer of `otel-nest/devtools` or any OTLP receiver.
+ */
 
-// Standard HTTP and Nest attributes are on every span and mostly repeat the span name; the tree
-// shows only these few of them, and every attribute of the application's own (order.id, tenant.id).
-const HIDDEN_PREFIXES = ['http.', 'url.', 'server.', 'client.', 'network.', 'user_agent.', 'code.', 'nestjs.'];
-const SHOWN_STANDARD = new Set(['http.response.status_code', 'url.full', 'error.type']);
-const INDENT = '  ';
-
-function compareStart(a: ReadableSpan, b: ReadableSpan): number {
-  const [as, ans] = a.startTime;
-  const [bs, bns] = b.startTime;
-  return as !== bs ? as - bs : ans - bns;
+/** The fields of a span decoded from OTLP/JSON that the tree needs. */
+export interface TreeSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  /** OTLP span kind: 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER. */
+  kind: number;
+  /** Nanoseconds since the epoch, as a decimal string. */
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  /** OTLP status code: 0 UNSET, 1 OK, 2 ERROR. */
+  status: { code: number; message: string };
+  attributes: Record<string, unknown>;
+  links: ReadonlyArray<{ traceId: string; spanId: string; attributes?: Record<string, unknown> }>;
+  resource: Record<string, unknown>;
 }
 
-function formatValue(value: AttributeValue | undefined): string {
-  return typeof value === 'string' ? value : JSON.stringify(value);
+const KINDS = ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'];
+const STATUS_ERROR = 2;
+
+export const serviceOf = (span: TreeSpan): string => String(span.resource['service.name'] ?? 'unknown_service');
+
+export const durationMs = (span: TreeSpan): number =>
+  Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
+
+/** Parents before children, siblings by start time. */
+export function compareStart(a: TreeSpan, b: TreeSpan): number {
+  const [x, y] = [BigInt(a.startTimeUnixNano), BigInt(b.startTimeUnixNano)];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
-/** One line: `name [KIND] 1.2 ms ERROR "why"  key=value ...  events: a, b`. */
-export function formatSpanLine(span: ReadableSpan): string {
-  let line = `${span.name} [${SpanKind[span.kind]}] ${hrTimeToMilliseconds(span.duration).toFixed(1)} ms`;
-  if (span.status.code === SpanStatusCode.ERROR) {
-    line += span.status.message ? ` ERROR ${JSON.stringify(span.status.message)}` : ' ERROR';
+function notes(span: TreeSpan, byId: ReadonlyMap<string, TreeSpan>): string {
+  const parts: string[] = [];
+  const status = span.attributes['http.response.status_code'];
+  if (status !== undefined) {
+    parts.push(String(status));
   }
-  const attributes = Object.entries(span.attributes)
-    .filter(([key]) => SHOWN_STANDARD.has(key) || !HIDDEN_PREFIXES.some((prefix) => key.startsWith(prefix)))
-    .map(([key, value]) => `${key}=${formatValue(value)}`);
-  if (attributes.length > 0) {
-    line += `  ${attributes.join(' ')}`;
+  if (span.status.code === STATUS_ERROR) {
+    parts.push(span.status.message ? `ERROR ${JSON.stringify(span.status.message)}` : 'ERROR');
   }
-  if (span.events.length > 0) {
-    line += `  events: ${span.events.map((event) => event.name).join(', ')}`;
+  // One note per linked span; a saga's link types (compensated_step, failed_step) in parentheses.
+  const linked = new Map<string, string[]>();
+  for (const link of span.links) {
+    const target = byId.get(link.spanId);
+    const label = target ? `${target.name} [${serviceOf(target)}]` : `${link.traceId}/${link.spanId}`;
+    const type = link.attributes?.['saga.link.type'];
+    linked.set(label, [...(linked.get(label) ?? []), ...(type === undefined ? [] : [String(type)])]);
   }
-  return line;
+  for (const [label, types] of linked) {
+    parts.push(`link → ${label}${types.length > 0 ? ` (${types.join(', ')})` : ''}`);
+  }
+  return parts.join('  ');
 }
 
 /**
- * The spans of one trace as an indented tree, children under their parent in start order. A span
- * whose parent is not among `spans` (the caller's span, in another process) starts a top level line
- * that names that parent.
+ * The spans of one trace as a tree. A span whose parent was not received (it is in a service that
+ * does not export here) starts a top-level line.
  */
-export function formatTraceTree(traceId: string, spans: readonly ReadableSpan[]): string {
+export function formatTraceTree(spans: readonly TreeSpan[]): string {
+  if (spans.length === 0) {
+    return '(no spans)';
+  }
   const sorted = [...spans].sort(compareStart);
-  const ids = new Set(sorted.map((span) => span.spanContext().spanId));
-  const children = new Map<string, ReadableSpan[]>();
-  const tops: ReadableSpan[] = [];
+  const byId = new Map(sorted.map((span) => [span.spanId, span]));
+  const children = new Map<string, TreeSpan[]>();
+  const tops: TreeSpan[] = [];
   for (const span of sorted) {
-    const parentId = span.parentSpanContext?.spanId;
-    if (parentId !== undefined && ids.has(parentId)) {
-      children.set(parentId, [...(children.get(parentId) ?? []), span]);
+    if (span.parentSpanId !== undefined && byId.has(span.parentSpanId)) {
+      children.set(span.parentSpanId, [...(children.get(span.parentSpanId) ?? []), span]);
     } else {
       tops.push(span);
     }
   }
 
-  const lines = [`trace ${traceId}`];
-  const visit = (span: ReadableSpan, depth: number): void => {
-    let line = INDENT.repeat(depth) + formatSpanLine(span);
-    const parent = span.parentSpanContext;
-    if (depth === 0 && parent !== undefined) {
-      line += `  (parent ${parent.spanId}${parent.isRemote ? ', remote' : ''})`;
-    }
-    lines.push(line);
-    for (const child of children.get(span.spanContext().spanId) ?? []) {
-      visit(child, depth + 1);
-    }
+  const rows: Array<{ tree: string; span: TreeSpan }> = [];
+  const visit = (span: TreeSpan, prefix: string, connector: string): void => {
+    rows.push({ tree: `${prefix}${connector}${span.name}`, span });
+    const kids = children.get(span.spanId) ?? [];
+    const childPrefix = prefix + (connector === '├─ ' ? '│  ' : connector === '└─ ' ? '   ' : '');
+    kids.forEach((child, index) => visit(child, childPrefix, index === kids.length - 1 ? '└─ ' : '├─ '));
   };
-  for (const top of tops) {
-    visit(top, 0);
-  }
-  return lines.join('\n');
+  tops.forEach((top) => visit(top, '', ''));
+
+  const nameWidth = Math.max(...rows.map((row) => row.tree.length));
+  const serviceWidth = Math.max(...rows.map((row) => serviceOf(row.span).length));
+  const services = new Set(sorted.map(serviceOf));
+  const header = `trace ${sorted[0]!.traceId}: ${sorted.length} spans, ${services.size} services (${[...services].join(', ')})`;
+  const lines = rows.map(({ tree, span }) =>
+    [
+      tree.padEnd(nameWidth),
+      serviceOf(span).padEnd(serviceWidth),
+      (KINDS[span.kind] ?? String(span.kind)).padEnd(8),
+      `${durationMs(span).toFixed(1).padStart(7)} ms`,
+      notes(span, byId),
+    ]
+      .join('  ')
+      .trimEnd(),
+  );
+  return [header, ...lines].join('\n');
 }

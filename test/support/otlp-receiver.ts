@@ -1,6 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
+import { SPAN_KIND_NAMES, STATUS_CODE_NAMES, type ViewerSpan as ReceivedSpan, type ViewerValue as ReceivedValue } from '../../lib/devtools/devtools.interfaces.js';
+import { decodeOtlpTraceRequest, OtlpDecodeError } from '../../lib/devtools/otlp-json.decoder.js';
 
 /**
  * A minimal OTLP/HTTP trace collector for end-to-end tests: a real HTTP server that decodes what
@@ -12,54 +14,15 @@ import { gunzipSync, inflateSync } from 'node:zlib';
  * protobuf reader is internal and only decodes responses), and protobufjs is not installed.
  */
 
-/** An OTLP AnyValue, decoded: kvlist becomes an object, bytes a Uint8Array, an empty value `null`. */
-export type ReceivedValue =
-  | string
-  | number
-  | boolean
-  | null
-  | Uint8Array
-  | ReceivedValue[]
-  | { [key: string]: ReceivedValue };
-
-export type ReceivedAttributes = Record<string, ReceivedValue>;
-
-export interface ReceivedLink {
-  traceId: string;
-  spanId: string;
-  traceState?: string;
-  attributes: ReceivedAttributes;
-}
-
-export interface ReceivedEvent {
-  name: string;
-  /** Nanoseconds since the epoch, as a decimal string. */
-  timeUnixNano: string;
-  attributes: ReceivedAttributes;
-}
-
-export interface ReceivedSpan {
-  /** 32 lower-case hex digits. */
-  traceId: string;
-  /** 16 lower-case hex digits. */
-  spanId: string;
-  /** Undefined for a root span. */
-  parentSpanId?: string;
-  traceState?: string;
-  name: string;
-  /** As in OTLP: 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER (API `SpanKind` + 1). */
-  kind: number;
-  /** Nanoseconds since the epoch, as a decimal string. */
-  startTimeUnixNano: string;
-  endTimeUnixNano: string;
-  attributes: ReceivedAttributes;
-  /** Code as in OTLP and the API: 0 UNSET, 1 OK, 2 ERROR; message `''` when none. */
-  status: { code: number; message: string };
-  links: ReceivedLink[];
-  events: ReceivedEvent[];
-  resource: ReceivedAttributes;
-  scope: { name: string; version?: string };
-}
+// The spans are decoded by the library's own OTLP/JSON decoder (the trace viewer's), so this
+// receiver and `otel-nest/devtools` read what exporters send the same way.
+export type {
+  ViewerAttributes as ReceivedAttributes,
+  ViewerEvent as ReceivedEvent,
+  ViewerLink as ReceivedLink,
+  ViewerSpan as ReceivedSpan,
+  ViewerValue as ReceivedValue,
+} from '../../lib/devtools/devtools.interfaces.js';
 
 export interface ReceivedRequest {
   method: string;
@@ -104,190 +67,12 @@ export interface OtlpReceiver {
 }
 
 const TRACES_PATH = '/v1/traces';
-const KIND_NAMES = ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'];
-const STATUS_NAMES = ['UNSET', 'OK', 'ERROR'];
+const KIND_NAMES = SPAN_KIND_NAMES;
+const STATUS_NAMES = STATUS_CODE_NAMES;
 
-type Json = Record<string, unknown>;
-
-class BadRequest extends Error {}
-
-function camelToSnake(key: string): string {
-  return key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-}
-
-/** Proto3 JSON parsers accept the lowerCamelCase name and the original snake_case field name. */
-function field(message: unknown, key: string): unknown {
-  if (message === null || typeof message !== 'object') {
-    return undefined;
-  }
-  const record = message as Json;
-  return record[key] ?? record[camelToSnake(key)];
-}
-
-function list(message: unknown, key: string): unknown[] {
-  const value = field(message, key);
-  if (value === undefined || value === null) {
-    return [];
-  }
-  if (!Array.isArray(value)) {
-    throw new BadRequest(`"${key}" must be an array.`);
-  }
-  return value;
-}
-
-function text(message: unknown, key: string): string | undefined {
-  const value = field(message, key);
-  return value === undefined || value === null ? undefined : String(value);
-}
-
-/** OTLP/JSON ids are hex; base64 (plain proto3 JSON) is accepted too. Empty means absent. */
-function id(message: unknown, key: string, bytes: 8 | 16): string | undefined {
-  const value = text(message, key);
-  if (!value) {
-    return undefined;
-  }
-  if (value.length === bytes * 2 && /^[0-9a-f]+$/i.test(value)) {
-    return value.toLowerCase();
-  }
-  const decoded = Buffer.from(value, 'base64');
-  if (decoded.length === bytes) {
-    return decoded.toString('hex');
-  }
-  throw new BadRequest(`"${key}" is not a ${bytes}-byte id: ${JSON.stringify(value)}.`);
-}
-
-/** int64 arrives as a JSON number or a decimal string; kept a number unless it would lose precision. */
-function int64(value: unknown): number | string {
-  const parsed = Number(value);
-  return Number.isSafeInteger(parsed) ? parsed : String(value);
-}
-
-/** Enums arrive as numbers, or (plain proto3 JSON) as names like `SPAN_KIND_SERVER`. */
-function enumValue(value: unknown, names: string[], prefix: string): number {
-  if (value === undefined || value === null) {
-    return 0;
-  }
-  if (typeof value === 'string' && Number.isNaN(Number(value))) {
-    const index = names.indexOf(value.replace(prefix, ''));
-    if (index === -1) {
-      throw new BadRequest(`Unknown enum value ${JSON.stringify(value)}.`);
-    }
-    return index;
-  }
-  return Number(value);
-}
-
-function anyValue(value: unknown): ReceivedValue {
-  if (value === null || typeof value !== 'object') {
-    return null;
-  }
-  const record = value as Json;
-  if ('stringValue' in record || 'string_value' in record) {
-    return String(field(record, 'stringValue'));
-  }
-  if ('boolValue' in record || 'bool_value' in record) {
-    return Boolean(field(record, 'boolValue'));
-  }
-  if ('intValue' in record || 'int_value' in record) {
-    return int64(field(record, 'intValue'));
-  }
-  if ('doubleValue' in record || 'double_value' in record) {
-    // Proto3 JSON writes NaN and the infinities as strings; Number() reads both forms.
-    return Number(field(record, 'doubleValue'));
-  }
-  if ('arrayValue' in record || 'array_value' in record) {
-    return list(field(record, 'arrayValue'), 'values').map(anyValue);
-  }
-  if ('kvlistValue' in record || 'kvlist_value' in record) {
-    return attributes(field(record, 'kvlistValue'), 'values');
-  }
-  if ('bytesValue' in record || 'bytes_value' in record) {
-    return new Uint8Array(Buffer.from(String(field(record, 'bytesValue')), 'base64'));
-  }
-  return null;
-}
-
-function attributes(message: unknown, key = 'attributes'): ReceivedAttributes {
-  const result: ReceivedAttributes = {};
-  for (const keyValue of list(message, key)) {
-    const name = text(keyValue, 'key');
-    if (name === undefined) {
-      throw new BadRequest('A KeyValue has no "key".');
-    }
-    result[name] = anyValue(field(keyValue, 'value'));
-  }
-  return result;
-}
-
-function nanos(message: unknown, key: string): string {
-  return text(message, key) ?? '0';
-}
-
-function required<T>(value: T | undefined, what: string): T {
-  if (value === undefined) {
-    throw new BadRequest(`A span has no ${what}.`);
-  }
-  return value;
-}
-
-/** Flattens an ExportTraceServiceRequest (OTLP/JSON) into one entry per span. */
+/** Decodes an OTLP/JSON `ExportTraceServiceRequest` into flat spans; throws on malformed input. */
 export function decodeJsonTraceRequest(request: unknown): ReceivedSpan[] {
-  const spans: ReceivedSpan[] = [];
-  for (const resourceSpans of list(request, 'resourceSpans')) {
-    const resource = attributes(field(resourceSpans, 'resource'));
-    for (const scopeSpans of list(resourceSpans, 'scopeSpans')) {
-      const scopeMessage = field(scopeSpans, 'scope');
-      const scope: ReceivedSpan['scope'] = { name: text(scopeMessage, 'name') ?? '' };
-      const version = text(scopeMessage, 'version');
-      if (version !== undefined) {
-        scope.version = version;
-      }
-      for (const span of list(scopeSpans, 'spans')) {
-        const received: ReceivedSpan = {
-          traceId: required(id(span, 'traceId', 16), 'traceId'),
-          spanId: required(id(span, 'spanId', 8), 'spanId'),
-          name: text(span, 'name') ?? '',
-          kind: enumValue(field(span, 'kind'), KIND_NAMES, 'SPAN_KIND_'),
-          startTimeUnixNano: nanos(span, 'startTimeUnixNano'),
-          endTimeUnixNano: nanos(span, 'endTimeUnixNano'),
-          attributes: attributes(span),
-          status: {
-            code: enumValue(field(field(span, 'status'), 'code'), STATUS_NAMES, 'STATUS_CODE_'),
-            message: text(field(span, 'status'), 'message') ?? '',
-          },
-          links: list(span, 'links').map((link) => {
-            const receivedLink: ReceivedLink = {
-              traceId: required(id(link, 'traceId', 16), 'link traceId'),
-              spanId: required(id(link, 'spanId', 8), 'link spanId'),
-              attributes: attributes(link),
-            };
-            const traceState = text(link, 'traceState');
-            if (traceState) {
-              receivedLink.traceState = traceState;
-            }
-            return receivedLink;
-          }),
-          events: list(span, 'events').map((event) => ({
-            name: text(event, 'name') ?? '',
-            timeUnixNano: nanos(event, 'timeUnixNano'),
-            attributes: attributes(event),
-          })),
-          resource,
-          scope,
-        };
-        const parentSpanId = id(span, 'parentSpanId', 8);
-        if (parentSpanId !== undefined) {
-          received.parentSpanId = parentSpanId;
-        }
-        const traceState = text(span, 'traceState');
-        if (traceState) {
-          received.traceState = traceState;
-        }
-        spans.push(received);
-      }
-    }
-  }
-  return spans;
+  return decodeOtlpTraceRequest(request);
 }
 
 function shortValue(value: ReceivedValue): string {
@@ -357,7 +142,7 @@ function decompress(body: Buffer, encoding: string | undefined): Buffer {
     case 'deflate':
       return inflateSync(body);
     default:
-      throw new BadRequest(`Unsupported content-encoding ${JSON.stringify(encoding)}.`);
+      throw new OtlpDecodeError(`Unsupported content-encoding ${JSON.stringify(encoding)}.`);
   }
 }
 

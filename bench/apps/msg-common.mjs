@@ -1,0 +1,46 @@
+// Transport options shared by the messaging server and client processes.
+//   BENCH_TRANSPORT  nats | rmq | kafka;  BENCH_PREFIX  subject / queue / topic prefix of this config
+export const transport = process.env.BENCH_TRANSPORT ?? 'nats';
+export const prefix = process.env.BENCH_PREFIX ?? 'bench';
+export const traced = process.env.BENCH_TRACING === 'otel-nest';
+
+export const NATS_SERVERS = [process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222'];
+export const RMQ_URL = process.env.BENCH_RMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+export const KAFKA_BROKERS = (process.env.BENCH_KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+
+/** Request-reply pattern and event pattern (Kafka: topic names). */
+export const RR_PATTERN = `${prefix}.rr`;
+export const EVENT_PATTERN = `${prefix}.ev`;
+
+export function transportOptions(role) {
+  switch (transport) {
+    case 'nats':
+      return { servers: NATS_SERVERS };
+    case 'rmq':
+      return { urls: [RMQ_URL], queue: prefix, queueOptions: { durable: false, autoDelete: true } };
+    case 'kafka':
+      return {
+        client: { clientId: `${prefix}-${role}`, brokers: KAFKA_BROKERS, logLevel: 0 },
+        // The test broker answers a fetch only when its wait is over: keep the wait short.
+        consumer: { groupId: `${prefix}-${role}`, maxWaitTimeInMs: 50, heartbeatInterval: 500 },
+        ...(role === 'client' ? { producerOnlyMode: true } : {}),
+      };
+    default:
+      throw new Error(`unknown transport ${transport}`);
+  }
+}
+
+export async function otelImports(service) {
+  if (!traced) return [];
+  const { OtelModule } = await import('otel-nest');
+  return [
+    OtelModule.forRoot({
+      serviceName: service,
+      exporter: { url: process.env.BENCH_OTLP_URL },
+      logSummary: false,
+      http: false,
+    }),
+  ];
+}
+
+export const nowUs = () => Number(process.hrtime.bigint() / 1000n);

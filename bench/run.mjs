@@ -1,0 +1,458 @@
+// `npm run bench`: the cost of tracing, as RATIOS measured within one run, with the
+// configurations interleaved (A, B, C, A, B, C, ...; warm-up excluded). Every configuration runs
+// in its own process; load comes from separate processes; spans go over OTLP/HTTP to a local
+// receiver process. Prints a table and writes bench/results/latest.json and latest.md.
+//
+//   node bench/run.mjs [--quick] [--only http-express,nats-rr,...] [--rounds 3] [--seconds 4]
+//                      [--warmup 3] [--msg-seconds 4] [--outage-seconds 60] [--connections 16]
+//                      [--concurrency 16] [--list]
+//
+// Exits non-zero only when a scenario could not run (a broker down, an app that did not start);
+// a slow result is a result, not a failure.
+import { cpus, loadavg, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ALL_HTTP_CONFIGS, HTTP_CONFIGS } from './lib/configs.mjs';
+import { startChild } from './lib/ipc.mjs';
+import { startKafkaBroker } from './lib/kafka.mjs';
+import { median, sum } from './lib/stats.mjs';
+import { renderMarkdown, renderTargets, evaluateTargets } from './lib/report.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const SCENARIOS = {
+  'http-express': { kind: 'http', framework: 'express', title: 'HTTP, express' },
+  'http-fastify': { kind: 'http', framework: 'fastify', title: 'HTTP, fastify' },
+  'nats-rr': { kind: 'msg', transport: 'nats', mode: 'rr', title: 'NATS request-reply' },
+  'rmq-rr': { kind: 'msg', transport: 'rmq', mode: 'rr', title: 'RabbitMQ request-reply' },
+  'rmq-emit': { kind: 'msg', transport: 'rmq', mode: 'emit', title: 'RabbitMQ emit + consume' },
+  'kafka-emit': { kind: 'msg', transport: 'kafka', mode: 'emit', title: 'Kafka emit + consume' },
+  outage: { kind: 'outage', framework: 'express', title: 'Exporter outage (express, otel-nest 100%)' },
+};
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    warmup: { type: 'string' },
+    'msg-seconds': { type: 'string' },
+    'outage-seconds': { type: 'string' },
+    connections: { type: 'string' },
+    concurrency: { type: 'string' },
+    configs: { type: 'string' },
+    list: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (args.help || args.list) {
+  console.log('Scenarios:');
+  for (const [id, s] of Object.entries(SCENARIOS)) console.log(`  ${id.padEnd(14)} ${s.title}`);
+  console.log('\nHTTP configurations (--configs, A is always measured first, as the base):');
+  for (const c of ALL_HTTP_CONFIGS) console.log(`  ${c.id.padEnd(14)} ${c.label}`);
+  console.log('\nOptions: --quick --only a,b --configs A,B,... --rounds N --seconds S --warmup S --msg-seconds S --outage-seconds S --connections N --concurrency N');
+  process.exit(0);
+}
+
+const httpConfigIds = args.configs ? ['A', ...args.configs.split(',').map((c) => c.trim()).filter((c) => c && c !== 'A')] : HTTP_CONFIGS.map((c) => c.id);
+const httpConfigs = httpConfigIds.map((id) => {
+  const config = ALL_HTTP_CONFIGS.find((c) => c.id === id);
+  if (!config) {
+    console.error(`Unknown HTTP configuration "${id}". Known: ${ALL_HTTP_CONFIGS.map((c) => c.id).join(', ')}.`);
+    process.exit(2);
+  }
+  return config;
+});
+const quick = args.quick;
+const num = (v, fallback) => (v === undefined ? fallback : Number(v));
+const opts = {
+  quick,
+  rounds: Math.max(3, num(args.rounds, 3)),
+  seconds: num(args.seconds, quick ? 1 : 4),
+  warmup: num(args.warmup, quick ? 1 : 2),
+  msgSeconds: num(args['msg-seconds'], quick ? 1 : 3),
+  outageSeconds: num(args['outage-seconds'], quick ? 6 : 60),
+  connections: num(args.connections, 16),
+  concurrency: num(args.concurrency, 16),
+  httpConfigs: httpConfigIds,
+};
+const selected = args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(SCENARIOS);
+for (const id of selected) {
+  if (!SCENARIOS[id]) {
+    console.error(`Unknown scenario "${id}". Known: ${Object.keys(SCENARIOS).join(', ')}.`);
+    process.exit(2);
+  }
+}
+
+const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const MB = 1024 * 1024;
+const started = Date.now();
+
+/** A port nothing listens on: the exporter gets "connection refused". */
+async function closedPortUrl() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return `http://127.0.0.1:${port}/v1/traces`;
+}
+
+async function receiverCounts(receiver, service) {
+  const { services } = await receiver.request('counts');
+  return services[service] ?? { spans: 0, requests: 0, bytes: 0 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+function httpSample(before, after, load) {
+  const handled = after.handled - before.handled;
+  const cpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
+  return { ...load, handled, cpuUs };
+}
+
+async function runHttp(scenario, shared) {
+  const { framework } = scenario;
+  const runId = `${scenario.id}-${process.pid}`;
+  const configs = httpConfigs;
+  log(`${scenario.id}: starting ${configs.length} app processes`);
+  const apps = await Promise.all(
+    configs.map((c) =>
+      startChild(join(here, 'apps/http-app.mjs'), {
+        name: `${scenario.id}/${c.id}`,
+        env: { ...c.env, BENCH_FRAMEWORK: framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: shared.receiver.info.url },
+        execArgv: c.execArgv(here),
+      }),
+    ),
+  );
+  try {
+    const url = (i) => `${apps[i].info.url}42`;
+    const loadSeconds = configs.map(() => 0);
+    log(`${scenario.id}: warm-up ${opts.warmup}s per config`);
+    for (let i = 0; i < configs.length; i++) {
+      const r = await shared.loader.request('run', { url: url(i), seconds: opts.warmup, connections: opts.connections });
+      loadSeconds[i] += r.seconds;
+    }
+    const samples = configs.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      log(`${scenario.id}: round ${round + 1}/${opts.rounds}`);
+      for (let i = 0; i < configs.length; i++) {
+        const before = await apps[i].request('mark');
+        const load = await shared.loader.request('run', { url: url(i), seconds: opts.seconds, connections: opts.connections });
+        const after = await apps[i].request('mark');
+        loadSeconds[i] += load.seconds;
+        samples[i].push(httpSample(before, after, load));
+      }
+    }
+    const endStats = [];
+    for (const app of apps) endStats.push(await app.request('stats'));
+    for (const app of apps) await app.request('flush');
+    await sleep(300);
+    const results = [];
+    for (let i = 0; i < configs.length; i++) {
+      const s = samples[i];
+      const received = await receiverCounts(shared.receiver, `${runId}-${configs[i].id}`);
+      const a = samples[0];
+      const ratioPerRound = (f) => s.map((x, r) => f(x) / f(a[r]));
+      const rpsRatios = ratioPerRound((x) => x.rps);
+      const stats = endStats[i];
+      results.push({
+        id: configs[i].id,
+        label: configs[i].label,
+        rps: median(s.map((x) => x.rps)),
+        p50Ms: median(s.map((x) => x.p50)),
+        p99Ms: median(s.map((x) => x.p99)),
+        rpsRatio: median(rpsRatios),
+        rpsRatioMin: Math.min(...rpsRatios),
+        rpsRatioMax: Math.max(...rpsRatios),
+        p50Ratio: median(ratioPerRound((x) => x.p50)),
+        p99Ratio: median(ratioPerRound((x) => x.p99)),
+        cpuUsPerRequest: sum(s.map((x) => x.cpuUs)) / sum(s.map((x) => x.handled)),
+        errors: sum(s.map((x) => x.errors + x.non2xx)),
+        handledTotal: stats.handled,
+        spansReceived: received.spans,
+        spansPerSecond: received.spans / loadSeconds[i],
+        spansPerRequest: received.spans / stats.handled,
+        dropped: stats.dropped,
+        failedSpans: stats.failedSpans,
+        rssMB: stats.rss / MB,
+        maxRssMB: stats.maxRss / MB,
+        rounds: s,
+      });
+    }
+    const a = results[0];
+    for (const r of results) {
+      r.cpuRatio = r.cpuUsPerRequest / a.cpuUsPerRequest;
+      r.rssDeltaMB = r.rssMB - a.rssMB;
+    }
+    const aRps = samples[0].map((x) => x.rps);
+    return {
+      kind: 'http',
+      framework,
+      configs: results,
+      noise: { untracedRpsSpread: (Math.max(...aRps) - Math.min(...aRps)) / median(aRps) },
+    };
+  } finally {
+    await Promise.all(apps.map((a) => a.stop()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messaging
+
+const MSG_CONFIGS = [
+  { id: 'untraced', tracing: 'none', label: 'Nest transport, untraced' },
+  { id: 'traced', tracing: 'otel-nest', label: 'otel-nest transport, 100%' },
+];
+
+async function runMsg(scenario, shared) {
+  const { transport, mode } = scenario;
+  const extraEnv = {};
+  if (transport === 'kafka') {
+    let lib;
+    try {
+      lib = await import('otel-nest');
+    } catch (err) {
+      return { kind: 'msg', skipped: `otel-nest could not be loaded: ${err.message}` };
+    }
+    if (!lib.OtelServerKafka || !lib.OtelClientKafka) {
+      return { kind: 'msg', skipped: 'not measured: otel-nest does not export OtelServerKafka/OtelClientKafka yet (lib/index.ts).' };
+    }
+    shared.kafka ??= await startKafkaBroker();
+    extraEnv.BENCH_KAFKA_BROKERS = shared.kafka.brokers.join(',');
+  }
+  const runId = `${scenario.id}-${process.pid}`;
+  log(`${scenario.id}: starting servers and clients`);
+  const pairs = [];
+  try {
+    for (const c of MSG_CONFIGS) {
+      const env = {
+        ...extraEnv,
+        BENCH_TRANSPORT: transport,
+        BENCH_TRACING: c.tracing,
+        BENCH_PREFIX: `otel-nest-bench.${runId}.${c.id}`,
+        BENCH_OTLP_URL: shared.receiver.info.url,
+      };
+      const pair = { config: c };
+      pair.server = await startChild(join(here, 'apps/msg-server.mjs'), {
+        name: `${scenario.id}/${c.id}/server`,
+        env: { ...env, BENCH_SERVICE: `${runId}-${c.id}-server` },
+        onMessage: (m) => {
+          if (m?.type === 'progress') pair.client?.send({ type: 'consumed', consumed: m.consumed });
+        },
+      });
+      pair.client = await startChild(join(here, 'apps/msg-client.mjs'), {
+        name: `${scenario.id}/${c.id}/client`,
+        env: { ...env, BENCH_SERVICE: `${runId}-${c.id}-client` },
+      });
+      pairs.push(pair);
+    }
+    const segment = async (pair, seconds) => {
+      const before = await pair.server.request('mark');
+      let load;
+      if (mode === 'rr') {
+        load = await pair.client.request('requestReply', { seconds, concurrency: opts.concurrency });
+      } else {
+        const e = await pair.client.request('emit', { seconds, startConsumed: before.consumed, window: 256 });
+        const lat = await pair.server.request('takeEventLatencies');
+        load = { messages: e.consumed, seconds: e.seconds, rate: e.consumed / e.seconds, p50: lat.p50, p99: lat.p99, errors: e.errors + (e.emitted - e.consumed), clientCpuUs: e.clientCpuUs };
+      }
+      const after = await pair.server.request('mark');
+      const serverCpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
+      return { ...load, serverCpuUs };
+    };
+    log(`${scenario.id}: warm-up`);
+    for (const pair of pairs) {
+      await segment(pair, opts.warmup);
+      if (mode === 'emit') await pair.server.request('takeEventLatencies');
+    }
+    const samples = pairs.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      log(`${scenario.id}: round ${round + 1}/${opts.rounds}`);
+      for (let i = 0; i < pairs.length; i++) samples[i].push(await segment(pairs[i], opts.msgSeconds));
+    }
+    const stats = [];
+    for (const pair of pairs) {
+      stats.push({ server: await pair.server.request('stats'), client: await pair.client.request('stats') });
+      await pair.client.request('flush');
+      await pair.server.request('flush');
+    }
+    await sleep(300);
+    const results = [];
+    for (let i = 0; i < pairs.length; i++) {
+      const s = samples[i];
+      const base = samples[0];
+      const ratioPerRound = (f) => s.map((x, r) => f(x) / f(base[r]));
+      const rateRatios = ratioPerRound((x) => x.rate);
+      const serverSpans = await receiverCounts(shared.receiver, `${runId}-${pairs[i].config.id}-server`);
+      const clientSpans = await receiverCounts(shared.receiver, `${runId}-${pairs[i].config.id}-client`);
+      const messages = sum(s.map((x) => x.messages));
+      results.push({
+        id: pairs[i].config.id,
+        label: pairs[i].config.label,
+        rate: median(s.map((x) => x.rate)),
+        p50Ms: median(s.map((x) => x.p50)),
+        p99Ms: median(s.map((x) => x.p99)),
+        rateRatio: median(rateRatios),
+        rateRatioMin: Math.min(...rateRatios),
+        rateRatioMax: Math.max(...rateRatios),
+        p50Ratio: median(ratioPerRound((x) => x.p50)),
+        p99Ratio: median(ratioPerRound((x) => x.p99)),
+        cpuUsPerMessage: (sum(s.map((x) => x.serverCpuUs)) + sum(s.map((x) => x.clientCpuUs))) / messages,
+        serverCpuUsPerMessage: sum(s.map((x) => x.serverCpuUs)) / messages,
+        clientCpuUsPerMessage: sum(s.map((x) => x.clientCpuUs)) / messages,
+        errors: sum(s.map((x) => x.errors)),
+        spansReceived: { server: serverSpans.spans, client: clientSpans.spans },
+        dropped: stats[i].server.dropped + stats[i].client.dropped,
+        serverRssMB: stats[i].server.rss / MB,
+        clientRssMB: stats[i].client.rss / MB,
+        rounds: s,
+      });
+    }
+    for (const r of results) r.cpuRatio = r.cpuUsPerMessage / results[0].cpuUsPerMessage;
+    return { kind: 'msg', transport, mode, configs: results };
+  } finally {
+    await Promise.all(pairs.flatMap((p) => [p.client?.stop(), p.server?.stop()]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exporter outage
+
+async function runOutage(scenario, shared) {
+  const runId = `${scenario.id}-${process.pid}`;
+  const slowReceiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'slow-receiver', env: { BENCH_RECEIVER_DELAY_MS: '2000' } });
+  const configs = [
+    { id: 'healthy', label: 'receiver healthy', url: shared.receiver.info.url, receiver: shared.receiver },
+    { id: 'down', label: 'receiver down (connection refused)', url: await closedPortUrl() },
+    { id: 'slow', label: 'receiver slow (answers after 2 s)', url: slowReceiver.info.url, receiver: slowReceiver },
+  ];
+  const B = HTTP_CONFIGS.find((c) => c.id === 'B');
+  let apps = [];
+  try {
+    apps = await Promise.all(
+      configs.map((c) =>
+        startChild(join(here, 'apps/http-app.mjs'), {
+          name: `${scenario.id}/${c.id}`,
+          env: { ...B.env, BENCH_FRAMEWORK: scenario.framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: c.url },
+        }),
+      ),
+    );
+    const url = (i) => `${apps[i].info.url}42`;
+    log(`${scenario.id}: warm-up`);
+    for (let i = 0; i < apps.length; i++) await shared.loader.request('run', { url: url(i), seconds: opts.warmup, connections: opts.connections });
+    const startRss = [];
+    for (const app of apps) {
+      startRss.push((await app.request('mark')).rss);
+      await app.request('resetMaxRss');
+    }
+    const perSegment = opts.outageSeconds / opts.rounds;
+    const samples = apps.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      log(`${scenario.id}: round ${round + 1}/${opts.rounds} (${perSegment.toFixed(0)} s per config)`);
+      for (let i = 0; i < apps.length; i++) {
+        const before = await apps[i].request('mark');
+        const load = await shared.loader.request('run', { url: url(i), seconds: perSegment, connections: opts.connections });
+        const after = await apps[i].request('mark');
+        samples[i].push(httpSample(before, after, load));
+      }
+    }
+    const results = [];
+    for (let i = 0; i < apps.length; i++) {
+      const stats = await apps[i].request('stats');
+      const received = configs[i].receiver ? await receiverCounts(configs[i].receiver, `${runId}-${configs[i].id}`) : { spans: 0 };
+      const s = samples[i];
+      const ratioPerRound = (f) => s.map((x, r) => f(x) / f(samples[0][r]));
+      results.push({
+        id: configs[i].id,
+        label: configs[i].label,
+        rps: median(s.map((x) => x.rps)),
+        rpsRatio: median(ratioPerRound((x) => x.rps)),
+        p99Ratio: median(ratioPerRound((x) => x.p99)),
+        cpuUsPerRequest: sum(s.map((x) => x.cpuUs)) / sum(s.map((x) => x.handled)),
+        handled: stats.handled,
+        spansReceivedSoFar: received.spans,
+        exportedSpans: stats.exportedSpans,
+        failedSpans: stats.failedSpans,
+        failedExports: stats.failedExports,
+        dropped: stats.dropped,
+        queued: stats.queued,
+        maxQueued: stats.maxQueued,
+        maxQueueSize: stats.maxQueueSize,
+        startRssMB: startRss[i] / MB,
+        maxRssMB: stats.maxRss / MB,
+        endRssMB: stats.rss / MB,
+        rssGrowthMB: (stats.maxRss - startRss[i]) / MB,
+        rounds: s,
+      });
+    }
+    return { kind: 'outage', framework: scenario.framework, seconds: opts.outageSeconds, configs: results };
+  } finally {
+    // No flush: the down/slow apps could not deliver anyway; SIGTERM after a short grace.
+    await Promise.all(apps.map((a) => a.stop()));
+    await slowReceiver.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const machine = {
+  cores: cpus().length,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  memoryGB: Math.round(totalmem() / 1024 ** 3),
+  node: process.version,
+  platform: `${process.platform} ${process.arch}`,
+  loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))),
+};
+log(`node ${machine.node}, ${machine.cores} cores, load average ${machine.loadAverageAtStart.join(' ')}; scenarios: ${selected.join(', ')}`);
+
+const shared = {};
+const results = {};
+let failed = 0;
+try {
+  shared.receiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'receiver' });
+  shared.loader = await startChild(join(here, 'lib/loader.mjs'), { name: 'loader' });
+  for (const id of selected) {
+    const scenario = { id, ...SCENARIOS[id] };
+    const t0 = Date.now();
+    try {
+      const run = { http: runHttp, msg: runMsg, outage: runOutage }[scenario.kind];
+      results[id] = { title: scenario.title, ...(await run(scenario, shared)) };
+    } catch (err) {
+      failed++;
+      results[id] = { title: scenario.title, kind: scenario.kind, error: String(err?.message ?? err).split('\n').slice(0, 12).join('\n') };
+      log(`${id}: could not run: ${results[id].error}`);
+    }
+    results[id].wallSeconds = Math.round((Date.now() - t0) / 100) / 10;
+  }
+} catch (err) {
+  console.error(`The benchmark could not start: ${err?.stack ?? err}`);
+  process.exitCode = 1;
+} finally {
+  await shared.loader?.stop();
+  await shared.receiver?.stop();
+  await shared.kafka?.stop();
+}
+
+machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
+const report = {
+  date: new Date().toISOString(),
+  machine,
+  options: opts,
+  wallSeconds: Math.round((Date.now() - started) / 1000),
+  scenarios: results,
+};
+report.targets = evaluateTargets(report);
+const markdown = renderMarkdown(report);
+const resultsDir = join(here, 'results');
+mkdirSync(resultsDir, { recursive: true });
+writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(join(resultsDir, 'latest.md'), markdown);
+console.log(markdown);
+console.log(renderTargets(report.targets, { plain: true }));
+log(`done in ${report.wallSeconds} s; wrote bench/results/latest.json and latest.md`);
+if (failed > 0) process.exitCode = 1;

@@ -1,0 +1,34 @@
+import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
+import { OtelModule } from 'otel-nest';
+import { BAGGAGE_TO_ATTRIBUTES } from '../shared/contracts.js';
+import { ApiKeyGuard } from './api-key.guard.js';
+import { HealthController } from './health.controller.js';
+import { OrdersClient } from './orders.client.js';
+import { OrdersController } from './orders.controller.js';
+import { TraceIdMiddleware } from './trace-id.middleware.js';
+
+@Module({
+  imports: [
+    // Exporter, batching and sampler come from the OTEL_* environment variables.
+    OtelModule.forRoot({
+      serviceName: 'gateway',
+      baggageToAttributes: BAGGAGE_TO_ATTRIBUTES,
+      http: { ignorePaths: ['/health'] },
+    }),
+    ThrottlerModule.forRoot([{ ttl: 10_000, limit: 20 }]),
+  ],
+  controllers: [OrdersController, HealthController],
+  providers: [
+    OrdersClient,
+    // Guards run in this order: rate limit first, then the API key.
+    { provide: APP_GUARD, useClass: ThrottlerGuard },
+    { provide: APP_GUARD, useClass: ApiKeyGuard },
+  ],
+})
+export class GatewayModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(TraceIdMiddleware).forRoutes('*path');
+  }
+}

@@ -1,0 +1,37 @@
+import { ConflictException, HttpException, HttpStatus, Inject, Injectable } from '@nestjs/common';
+import type { ClientProxy } from '@nestjs/microservices';
+import { randomUUID } from 'node:crypto';
+import { SagaFailedError, SagaOrchestrator } from 'otel-nest';
+import { lastValueFrom } from 'rxjs';
+import { ORDER_EVENTS_CLIENT, Topics, type Order, type OrderEvent, type PlaceOrder } from '../shared/contracts.js';
+import { errorMessage, PLACE_ORDER, type PlaceOrderResults } from './place-order.saga.js';
+
+@Injectable()
+export class OrdersService {
+  constructor(
+    private readonly sagas: SagaOrchestrator,
+    @Inject(ORDER_EVENTS_CLIENT) private readonly events: ClientProxy,
+  ) {}
+
+  /** Runs the place-order saga (the order id is its saga id) and publishes the outcome to Kafka. */
+  async place(request: Omit<PlaceOrder, 'orderId'>): Promise<Order> {
+    const order: PlaceOrder = { orderId: randomUUID(), ...request };
+    try {
+      const { context } = await this.sagas.run<PlaceOrder, PlaceOrderResults>(PLACE_ORDER, order, { sagaId: order.orderId });
+      await this.publish(Topics.orderCreated, { orderId: order.orderId, userId: order.userId, status: 'confirmed', reason: null });
+      return context.results.confirm;
+    } catch (error) {
+      if (!(error instanceof SagaFailedError)) {
+        throw error;
+      }
+      const reason = `${error.failedStep}: ${errorMessage(error.cause)}`;
+      await this.publish(Topics.orderFailed, { orderId: order.orderId, userId: order.userId, status: 'rejected', reason });
+      const body = { id: order.orderId, status: 'rejected', reason };
+      throw error.failedStep === 'charge' ? new HttpException(body, HttpStatus.PAYMENT_REQUIRED) : new ConflictException(body);
+    }
+  }
+
+  private async publish(topic: string, event: OrderEvent): Promise<void> {
+    await lastValueFrom(this.events.emit(topic, { key: event.orderId, value: event }));
+  }
+}

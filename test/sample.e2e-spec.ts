@@ -1,0 +1,329 @@
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './support/child-app.js';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
+import { KIND, ReceivedTrace, STATUS_ERROR, dbSystem, runSample, serviceOf, type SampleRun } from './support/sample-run.js';
+
+/**
+ * `npm run sample -- --once` on the real brokers and databases of this machine (PostgreSQL, Redis,
+ * RabbitMQ, NATS; Kafka through the local Kafka-protocol broker the sample starts), exporting to an
+ * OTLP receiver. Every assertion is about what the five services sent over OTLP.
+ */
+
+const SERVICES = ['gateway', 'orders', 'inventory', 'payment', 'notification'];
+const RUN_TIMEOUT_MS = 100_000;
+
+let receiver: OtlpReceiver;
+let run: SampleRun;
+
+/** The order id the gateway answered with, from the sample's output (`→ 201 {"id":"..."`). */
+function orderId(status: number): string {
+  const match = new RegExp(`→ ${status} (\\{.*\\})`).exec(run.output);
+  expect(match, `no "→ ${status}" response in the sample's output:\n${run.output}`).not.toBeNull();
+  return (JSON.parse(match![1]!) as { id: string }).id;
+}
+
+/** The trace of the order the gateway answered with `status`: found by its gateway SERVER span. */
+function traceOf(status: number): ReceivedTrace {
+  const roots = receiver.spans.filter(
+    (span) =>
+      serviceOf(span) === 'gateway' &&
+      span.kind === KIND.SERVER &&
+      span.name === 'POST /orders' &&
+      span.attributes['http.response.status_code'] === status,
+  );
+  expect(roots).toHaveLength(1);
+  return new ReceivedTrace(receiver.spans.filter((span) => span.traceId === roots[0]!.traceId));
+}
+
+const hasLinkTo = (span: ReceivedSpan, target: ReceivedSpan): boolean =>
+  span.links.some((link) => link.traceId === target.traceId && link.spanId === target.spanId);
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  run = await runSample({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, TRACE_VIEWER_PORT: '0' }, RUN_TIMEOUT_MS);
+}, RUN_TIMEOUT_MS + 10_000);
+
+afterAll(async () => {
+  await receiver?.close();
+});
+
+describe('npm run sample -- --once', () => {
+  it('exits 0 after printing both traces as trees and the viewer URL', () => {
+    expect(run.code, run.output).toBe(0);
+    expect(run.output).toMatch(/✓/);
+    expect(run.output).not.toMatch(/✗/);
+    expect(run.output).toMatch(/^ {3}trace [0-9a-f]{32}: \d+ spans, 5 services/m);
+    expect(run.output).toMatch(/^ {3}POST \/orders +gateway +SERVER +[\d.]+ ms {2}201$/m);
+    expect(run.output).toMatch(/saga\.compensation reserve +orders +INTERNAL/);
+    expect(run.output).toMatch(/Trace viewer: http:\/\/127\.0\.0\.1:\d+\//);
+  });
+
+  it('every span reached the receiver over OTLP/JSON, and every message consumer span belongs to one of the two orders', () => {
+    expect(receiver.requests.length).toBeGreaterThan(0);
+    expect(receiver.requests.every((request) => request.statusCode === 200 && request.contentType === 'application/json')).toBe(true);
+    const orderTraces = new Set([traceOf(201).spans[0]!.traceId, traceOf(402).spans[0]!.traceId]);
+    const consumers = receiver.spans.filter((span) => span.kind === KIND.CONSUMER);
+    expect(consumers.length).toBeGreaterThanOrEqual(7);
+    expect(consumers.filter((span) => !orderTraces.has(span.traceId)).map((span) => span.name)).toEqual([]);
+  });
+});
+
+describe('the successful order: one trace through all five services', () => {
+  let t: ReceivedTrace;
+  let id: string;
+  beforeAll(() => {
+    t = traceOf(201);
+    id = orderId(201);
+  });
+
+  it('has spans from all five services, every one from a resource with its service.name', () => {
+    expect([...t.services()].sort()).toEqual([...SERVICES].sort());
+    expect(t.spans.every((span) => span.status.code !== STATUS_ERROR)).toBe(true);
+  });
+
+  it('gateway → orders over HTTP: SERVER → CLIENT → SERVER, the saga inside the orders request', () => {
+    const gateway = t.one({ service: 'gateway', kind: KIND.SERVER });
+    expect(gateway.parentSpanId).toBeUndefined();
+    expect(gateway.attributes['http.route']).toBe('/orders');
+    const client = t.one({ service: 'gateway', kind: KIND.CLIENT, parent: gateway });
+    const orders = t.one({ service: 'orders', kind: KIND.SERVER, name: 'POST /orders', parent: client });
+    const saga = t.one({ name: 'saga place-order', parent: orders });
+    expect(saga.attributes).toMatchObject({ 'saga.id': id, 'saga.name': 'place-order', 'saga.outcome': 'completed' });
+    expect(t.children(saga).map((span) => span.name)).toEqual([
+      'saga.step create',
+      'saga.step reserve',
+      'saga.step charge',
+      'saga.step confirm',
+    ]);
+  });
+
+  it('reserve: PRODUCER in orders → CONSUMER in inventory over RabbitMQ, with PostgreSQL and Redis spans under it', () => {
+    const step = t.one({ name: 'saga.step reserve' });
+    const send = t.one({ kind: KIND.PRODUCER, pattern: 'inventory.reserve', parent: step });
+    const process = t.one({ kind: KIND.CONSUMER, pattern: 'inventory.reserve', parent: send });
+    expect(serviceOf(send)).toBe('orders');
+    expect(serviceOf(process)).toBe('inventory');
+    expect(process.attributes['messaging.system']).toBe('rabbitmq');
+    const below = t.subtree(process);
+    const pg = below.filter((span) => dbSystem(span) === 'postgresql' && span.kind === KIND.CLIENT);
+    const redis = below.filter((span) => dbSystem(span) === 'redis' && span.kind === KIND.CLIENT);
+    expect(pg.map((span) => span.name)).toContain('pg.query:UPDATE test');
+    expect(redis.map((span) => span.name)).toEqual(['set']);
+    expect([...pg, ...redis].every((span) => serviceOf(span) === 'inventory')).toBe(true);
+  });
+
+  it('charge: PRODUCER in orders → CONSUMER in payment over NATS request-reply', () => {
+    const step = t.one({ name: 'saga.step charge' });
+    const send = t.one({ kind: KIND.PRODUCER, pattern: 'payment.charge', parent: step });
+    const process = t.one({ kind: KIND.CONSUMER, pattern: 'payment.charge', parent: send });
+    expect(serviceOf(process)).toBe('payment');
+    expect(process.attributes['messaging.system']).toBe('nats');
+    expect(t.one({ name: 'payment.authorize', parent: process }).attributes['payment.card.last4']).toBe('4242');
+  });
+
+  it('orders writes to PostgreSQL inside its steps (create inserts, confirm updates)', () => {
+    const insert = t.all({ service: 'orders', name: /^pg\.query:INSERT/ });
+    const update = t.all({ service: 'orders', name: /^pg\.query:UPDATE/ });
+    expect(insert).toHaveLength(1);
+    expect(update).toHaveLength(1);
+    expect(t.subtree(t.one({ name: 'saga.step create' }))).toContain(insert[0]);
+    expect(t.subtree(t.one({ name: 'saga.step confirm' }))).toContain(update[0]);
+    expect(insert[0]!.attributes['db.statement'] ?? insert[0]!.attributes['db.query.text']).toMatch(/INSERT INTO shop\.orders/);
+  });
+
+  it('notification consumes order.created from Kafka: linked to the PRODUCER span (and its child, in this trace)', () => {
+    const orders = t.one({ service: 'orders', kind: KIND.SERVER });
+    const send = t.one({ name: 'send order.created', kind: KIND.PRODUCER, parent: orders });
+    const process = t.one({ name: 'process order.created', kind: KIND.CONSUMER });
+    expect(serviceOf(process)).toBe('notification');
+    expect(process.attributes).toMatchObject({ 'messaging.system': 'kafka', 'messaging.kafka.message.key': id });
+    expect(hasLinkTo(process, send)).toBe(true);
+    expect(process.parentSpanId).toBe(send.spanId);
+    expect(t.one({ name: 'notification.send', parent: process }).attributes['notification.recipient']).toBe('user-42');
+  });
+
+  it('baggage set at the gateway (tenant.id, user.id) and by the saga (saga.id, saga.name) became attributes of the remote spans', () => {
+    const remote = t.spans.filter((span) => ['inventory', 'payment', 'notification'].includes(serviceOf(span) as string));
+    expect(remote.length).toBeGreaterThanOrEqual(8);
+    for (const span of remote) {
+      expect(span.attributes, `${serviceOf(span)}: ${span.name}`).toMatchObject({ 'tenant.id': 'acme', 'user.id': 'user-42' });
+    }
+    const inSaga = remote.filter((span) => serviceOf(span) !== 'notification');
+    for (const span of inSaga) {
+      expect(span.attributes, `${serviceOf(span)}: ${span.name}`).toMatchObject({ 'saga.id': id, 'saga.name': 'place-order' });
+    }
+    // The order event is published after the saga ended: its baggage has the caller, not the saga.
+    expect(t.one({ name: 'process order.created' }).attributes['saga.id']).toBeUndefined();
+  });
+});
+
+describe('the declined order: the failing payment step and the compensations in reverse order', () => {
+  let t: ReceivedTrace;
+  let id: string;
+  beforeAll(() => {
+    t = traceOf(402);
+    id = orderId(402);
+  });
+
+  it('is one trace through all five services, answered 402 at the gateway', () => {
+    expect([...t.services()].sort()).toEqual([...SERVICES].sort());
+    expect(t.one({ service: 'gateway', kind: KIND.SERVER }).parentSpanId).toBeUndefined();
+  });
+
+  it('the charge step failed in payment and in orders, and the saga ended compensated', () => {
+    const saga = t.one({ name: 'saga place-order' });
+    expect(saga.status.code).toBe(STATUS_ERROR);
+    expect(saga.attributes).toMatchObject({ 'saga.id': id, 'saga.outcome': 'compensated', 'saga.failed_step': 'charge' });
+    const step = t.one({ name: 'saga.step charge', parent: saga });
+    const send = t.one({ kind: KIND.PRODUCER, pattern: 'payment.charge', parent: step });
+    const process = t.one({ kind: KIND.CONSUMER, pattern: 'payment.charge', parent: send });
+    for (const span of [step, send, process]) {
+      expect(span.status.code, `${serviceOf(span)}: ${span.name}`).toBe(STATUS_ERROR);
+    }
+    expect(process.status.message).toBe('The card was declined.');
+    expect(t.one({ name: 'payment.authorize', parent: process }).attributes['payment.card.last4']).toBe('0002');
+    expect(t.all({ name: 'saga.step confirm' })).toEqual([]);
+  });
+
+  it('compensates charge, reserve, create: in that order, one after the other, each linked to the step it undoes', () => {
+    const compensate = t.one({ name: 'saga.compensate place-order' });
+    const compensations = t.children(compensate);
+    expect(compensations.map((span) => span.name)).toEqual([
+      'saga.compensation charge',
+      'saga.compensation reserve',
+      'saga.compensation create',
+    ]);
+    for (let i = 1; i < compensations.length; i++) {
+      expect(BigInt(compensations[i]!.startTimeUnixNano)).toBeGreaterThanOrEqual(BigInt(compensations[i - 1]!.endTimeUnixNano));
+    }
+    for (const compensation of compensations) {
+      const undone = t.one({ name: compensation.name.replace('saga.compensation', 'saga.step') });
+      expect(hasLinkTo(compensation, undone), compensation.name).toBe(true);
+    }
+  });
+
+  it('the compensations reached the other services: refund in payment, release in inventory (Redis, PostgreSQL), reject in orders (PostgreSQL)', () => {
+    const refund = t.one({ name: 'saga.compensation charge' });
+    const refundSend = t.one({ kind: KIND.PRODUCER, pattern: 'payment.refund', parent: refund });
+    expect(serviceOf(t.one({ kind: KIND.CONSUMER, pattern: 'payment.refund', parent: refundSend }))).toBe('payment');
+
+    const release = t.one({ name: 'saga.compensation reserve' });
+    const releaseSend = t.one({ kind: KIND.PRODUCER, pattern: 'inventory.release', parent: release });
+    const released = t.one({ kind: KIND.CONSUMER, pattern: 'inventory.release', parent: releaseSend });
+    expect(serviceOf(released)).toBe('inventory');
+    expect(released.attributes['saga.id']).toBe(id);
+    expect(t.children(released).map((span) => span.name)).toEqual(expect.arrayContaining(['getdel', 'pg.query:UPDATE test']));
+
+    const reject = t.one({ name: 'saga.compensation create' });
+    expect(t.subtree(reject).some((span) => serviceOf(span) === 'orders' && dbSystem(span) === 'postgresql' && /UPDATE/.test(span.name))).toBe(true);
+  });
+
+  it('notification consumed order.failed, linked to its PRODUCER span', () => {
+    const send = t.one({ name: 'send order.failed', kind: KIND.PRODUCER });
+    const process = t.one({ name: 'process order.failed', kind: KIND.CONSUMER });
+    expect(serviceOf(process)).toBe('notification');
+    expect(hasLinkTo(process, send)).toBe(true);
+  });
+});
+
+describe('sample/deploy (no Docker engine here: parsed and cross-checked, not run)', () => {
+  const DEPLOY = join(ROOT, 'sample', 'deploy');
+  const yamlFiles = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory() ? yamlFiles(join(dir, entry.name)) : /\.ya?ml$/.test(entry.name) ? [join(dir, entry.name)] : [],
+    );
+  const load = (file: string): any[] =>
+    parseAllDocuments(readFileSync(file, 'utf8'), { merge: true }).map((doc) => {
+      expect(doc.errors, file).toEqual([]);
+      return doc.toJS({ maxAliasCount: -1 });
+    });
+
+  /** Every variable the services read (sample/shared/config.ts), and the OpenTelemetry ones otel-nest reads. */
+  const serviceVariables = new Set([...readFileSync(join(ROOT, 'sample/shared/config.ts'), 'utf8').matchAll(/\benv\.([A-Z0-9_]+)/g)].map((m) => m[1]!));
+  const otelVariables = new Set(readFileSync(join(ROOT, 'README.md'), 'utf8').match(/\bOTEL_[A-Z0-9_]+/g));
+  const unknownVariables = (names: string[]): string[] =>
+    names.filter((name) => !serviceVariables.has(name) && !(name.startsWith('OTEL_') && otelVariables.has(name)));
+
+  it('every YAML file parses', () => {
+    const files = yamlFiles(DEPLOY).map((file) => file.slice(DEPLOY.length + 1)).sort();
+    expect(files).toEqual(['docker-compose.yml', 'k8s/orders.yaml', 'otel-collector.tempo.yaml', 'otel-collector.yaml']);
+    for (const file of yamlFiles(DEPLOY)) {
+      expect(load(file).length).toBeGreaterThan(0);
+    }
+  });
+
+  it('the collector: OTLP in, tail sampling keeping every error and a ratio of the rest, batch, export to Jaeger (and Tempo)', () => {
+    const [collector] = load(join(DEPLOY, 'otel-collector.yaml'));
+    expect(Object.keys(collector.receivers.otlp.protocols).sort()).toEqual(['grpc', 'http']);
+    const policies = collector.processors.tail_sampling.policies as Array<Record<string, any>>;
+    expect(policies.find((p) => p.type === 'status_code')?.status_code.status_codes).toEqual(['ERROR']);
+    expect(policies.find((p) => p.type === 'probabilistic')?.probabilistic.sampling_percentage).toBeGreaterThan(0);
+    const pipeline = collector.service.pipelines.traces;
+    expect(pipeline.receivers).toEqual(['otlp']);
+    // Sampling before batching, on whole traces.
+    expect(pipeline.processors.indexOf('tail_sampling')).toBeLessThan(pipeline.processors.indexOf('batch'));
+    for (const name of [...pipeline.receivers, ...pipeline.processors, ...pipeline.exporters]) {
+      expect({ ...collector.receivers, ...collector.processors, ...collector.exporters }, name).toHaveProperty([name]);
+    }
+    expect(collector.exporters['otlp/jaeger'].endpoint).toBe('jaeger:4317');
+    const [tempo] = load(join(DEPLOY, 'otel-collector.tempo.yaml'));
+    expect(tempo.service.pipelines.traces.exporters).toEqual(['otlp/jaeger', 'otlp/tempo']);
+    expect(Object.keys(tempo.exporters)).toEqual(['otlp/tempo']);
+  });
+
+  it('docker-compose: brokers, databases, collector, Jaeger and the five services, whose variables are the ones the code reads', () => {
+    const [compose] = load(join(DEPLOY, 'docker-compose.yml'));
+    for (const name of [...SERVICES, 'postgres', 'redis', 'rabbitmq', 'nats', 'kafka', 'otel-collector', 'jaeger']) {
+      expect(compose.services, name).toHaveProperty([name]);
+    }
+    for (const name of SERVICES) {
+      const service = compose.services[name];
+      expect(service.environment.OTEL_SERVICE_NAME).toBe(name);
+      expect(unknownVariables(Object.keys(service.environment)), name).toEqual([]);
+      expect(service.command.at(-1)).toBe(`sample/${name}/main.js`);
+      // The services that use pg or ioredis start with the instrumentation preload.
+      expect(service.command.includes('./sample/instrumentation.js')).toBe(['orders', 'inventory'].includes(name));
+      expect(existsSync(join(ROOT, 'sample', name, 'main.ts'))).toBe(true);
+    }
+    expect(compose.services.gateway.environment.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://otel-collector:4318');
+    // Bind mounts point at files of the repository.
+    for (const service of Object.values(compose.services) as Array<{ volumes?: string[] }>) {
+      for (const volume of service.volumes ?? []) {
+        expect(existsSync(join(DEPLOY, volume.split(':')[0]!)), volume).toBe(true);
+      }
+    }
+    expect(existsSync(join(DEPLOY, compose.services.gateway.build.context, compose.services.gateway.build.dockerfile))).toBe(true);
+  });
+
+  it('Kubernetes: orders with the collector as an agent in its pod; env names match the code and the agent config', () => {
+    const docs = load(join(DEPLOY, 'k8s', 'orders.yaml'));
+    expect(docs.map((doc) => doc.kind)).toEqual(['ConfigMap', 'Deployment', 'Service']);
+    const [configMap, deployment] = docs;
+    const [app, agent] = deployment.spec.template.spec.containers;
+    const env = (container: any): Record<string, any> => Object.fromEntries(container.env.map((e: any) => [e.name, e]));
+    expect(unknownVariables(Object.keys(env(app)))).toEqual([]);
+    expect(env(app).OTEL_SERVICE_NAME.value).toBe('orders');
+    expect(env(app).ORDERS_PORT.value).toBe(String(app.ports[0].containerPort));
+    // The app exports to the agent in its pod, which listens there.
+    const [agentConfig] = parseAllDocuments(configMap.data['agent.yaml']).map((doc) => doc.toJS());
+    expect(new URL(env(app).OTEL_EXPORTER_OTLP_ENDPOINT.value).host).toBe(agentConfig.receivers.otlp.protocols.http.endpoint);
+    expect(agentConfig.service.pipelines.traces.processors).not.toContain('tail_sampling');
+    // Every ${env:X} of the agent config is set on the agent container.
+    const placeholders = [...configMap.data['agent.yaml'].matchAll(/\$\{env:([A-Z0-9_]+)\}/g)].map((m: RegExpMatchArray) => m[1]);
+    expect(placeholders.length).toBeGreaterThan(0);
+    expect(placeholders.filter((name: string) => !(name in env(agent)))).toEqual([]);
+    const mount = agent.volumeMounts[0];
+    expect(agent.args).toEqual([`--config=${mount.mountPath}/agent.yaml`]);
+    expect(deployment.spec.template.spec.volumes[0].configMap.name).toBe(configMap.metadata.name);
+  });
+
+  it('.env.example documents exactly the variables the services read', () => {
+    const lines = readFileSync(join(ROOT, 'sample', '.env.example'), 'utf8').split('\n');
+    const documented = lines.map((line) => /^#?\s*([A-Z][A-Z0-9_]+)=/.exec(line)?.[1]).filter((name): name is string => name !== undefined);
+    expect([...serviceVariables].filter((name) => !documented.includes(name))).toEqual([]);
+    expect(unknownVariables(documented).filter((name) => name !== 'TRACE_VIEWER_PORT')).toEqual([]);
+  });
+});
