@@ -73,7 +73,7 @@ for (const role of ['server', 'client']) {
   report[role] = summary;
   const per = (ms) => ((ms * 1000) / messages).toFixed(1);
   console.log(`\n== ${role}: busy ${summary.busyMs.toFixed(0)} ms (${per(summary.busyMs)} µs/msg)`);
-  for (const a of summary.areas.slice(0, 10)) console.log(`  ${a.area.padEnd(28)} ${per(a.ms).padStart(7)} µs/msg`);
+  for (const a of summary.areas.filter((a) => a.area !== 'idle').slice(0, 10)) console.log(`  ${a.area.padEnd(28)} ${per(a.ms).padStart(7)} µs/msg`);
   console.log('  our functions, inclusive:');
   for (const f of summary.ours.slice(0, Number(opts.top))) {
     console.log(`  ${per(f.inclusiveMs).padStart(7)} µs/msg incl, ${per(f.selfMs).padStart(5)} self  ${f.fn}`);

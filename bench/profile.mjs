@@ -75,9 +75,12 @@ writeFileSync(join(here, 'results', `profile-${name}.json`), `${JSON.stringify(r
 
 const usPerReq = (ms) => ((ms * 1000) / requests).toFixed(1);
 console.log(`${name}: ${requests} requests in the window, ${load.rps.toFixed(0)} req/s, ${report.cpuUsPerRequest.toFixed(0)} µs CPU/request (process.cpuUsage)`);
-console.log(`profiled busy time ${summary.busyMs.toFixed(0)} ms (${usPerReq(summary.busyMs)} µs/request)\n`);
-console.log('Self time by area:');
-for (const a of summary.areas.slice(0, 14)) {
+const idle = summary.areas.find((a) => a.area === 'idle')?.ms ?? 0;
+console.log(`profiled busy time ${summary.busyMs.toFixed(0)} ms (${usPerReq(summary.busyMs)} µs/request), idle ${idle.toFixed(0)} ms`);
+console.log('Note: on a busy machine, time this process spends descheduled is charged to the frame it was in,');
+console.log('mostly socket writes (writev / writeBuffer): read those as contention, not as their own cost.\n');
+console.log('Self time by area (% of busy time):');
+for (const a of summary.areas.filter((a) => a.area !== 'idle').slice(0, 14)) {
   console.log(`  ${a.area.padEnd(28)} ${a.ms.toFixed(0).padStart(7)} ms  ${a.pctBusy.toFixed(1).padStart(5)}%  ${usPerReq(a.ms).padStart(6)} µs/req`);
 }
 console.log('\nOur functions (dist/), inclusive time:');

@@ -71,10 +71,10 @@ const num = (v, fallback) => (v === undefined ? fallback : Number(v));
 const opts = {
   quick,
   rounds: Math.max(3, num(args.rounds, 3)),
-  seconds: num(args.seconds, quick ? 1 : 4),
-  warmup: num(args.warmup, quick ? 1 : 2),
-  msgSeconds: num(args['msg-seconds'], quick ? 1 : 3),
-  outageSeconds: num(args['outage-seconds'], quick ? 6 : 60),
+  seconds: num(args.seconds, quick ? 0.75 : 4),
+  warmup: num(args.warmup, quick ? 0.5 : 2),
+  msgSeconds: num(args['msg-seconds'], quick ? 0.75 : 3),
+  outageSeconds: num(args['outage-seconds'], quick ? 3 : 60),
   connections: num(args.connections, 16),
   concurrency: num(args.concurrency, 16),
   httpConfigs: httpConfigIds,
@@ -87,7 +87,7 @@ for (const id of selected) {
   }
 }
 
-const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+const log = (msg) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const MB = 1024 * 1024;
 const started = Date.now();
@@ -227,30 +227,35 @@ async function runMsg(scenario, shared) {
   }
   const runId = `${scenario.id}-${process.pid}`;
   log(`${scenario.id}: starting servers and clients`);
-  const pairs = [];
+  const pairs = MSG_CONFIGS.map((config) => ({ config }));
   try {
-    for (const c of MSG_CONFIGS) {
-      const env = {
-        ...extraEnv,
-        BENCH_TRANSPORT: transport,
-        BENCH_TRACING: c.tracing,
-        BENCH_PREFIX: `otel-nest-bench.${runId}.${c.id}`,
-        BENCH_OTLP_URL: shared.receiver.info.url,
-      };
-      const pair = { config: c };
-      pair.server = await startChild(join(here, 'apps/msg-server.mjs'), {
-        name: `${scenario.id}/${c.id}/server`,
-        env: { ...env, BENCH_SERVICE: `${runId}-${c.id}-server` },
-        onMessage: (m) => {
-          if (m?.type === 'progress') pair.client?.send({ type: 'consumed', consumed: m.consumed });
-        },
-      });
-      pair.client = await startChild(join(here, 'apps/msg-client.mjs'), {
-        name: `${scenario.id}/${c.id}/client`,
-        env: { ...env, BENCH_SERVICE: `${runId}-${c.id}-client` },
-      });
-      pairs.push(pair);
-    }
+    const envOf = (c) => ({
+      ...extraEnv,
+      BENCH_TRANSPORT: transport,
+      BENCH_TRACING: c.tracing,
+      BENCH_PREFIX: `otel-nest-bench.${runId}.${c.id}`,
+      BENCH_OTLP_URL: shared.receiver.info.url,
+    });
+    // Servers first (their queues and subscriptions exist before a client sends), in parallel.
+    await Promise.all(
+      pairs.map(async (pair) => {
+        pair.server = await startChild(join(here, 'apps/msg-server.mjs'), {
+          name: `${scenario.id}/${pair.config.id}/server`,
+          env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-server` },
+          onMessage: (m) => {
+            if (m?.type === 'progress') pair.client?.send({ type: 'consumed', consumed: m.consumed });
+          },
+        });
+      }),
+    );
+    await Promise.all(
+      pairs.map(async (pair) => {
+        pair.client = await startChild(join(here, 'apps/msg-client.mjs'), {
+          name: `${scenario.id}/${pair.config.id}/client`,
+          env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-client` },
+        });
+      }),
+    );
     const segment = async (pair, seconds) => {
       const before = await pair.server.request('mark');
       let load;
@@ -358,7 +363,7 @@ async function runOutage(scenario, shared) {
         const before = await apps[i].request('mark');
         const load = await shared.loader.request('run', { url: url(i), seconds: perSegment, connections: opts.connections });
         const after = await apps[i].request('mark');
-        samples[i].push(httpSample(before, after, load));
+        samples[i].push({ ...httpSample(before, after, load), rssMB: after.rss / MB });
       }
     }
     const results = [];
@@ -387,6 +392,7 @@ async function runOutage(scenario, shared) {
         maxRssMB: stats.maxRss / MB,
         endRssMB: stats.rss / MB,
         rssGrowthMB: (stats.maxRss - startRss[i]) / MB,
+        rssAfterEachRoundMB: s.map((x) => x.rssMB),
         rounds: s,
       });
     }

@@ -13,6 +13,10 @@ import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 // instrumentations also need the import hook, limited to the modules they patch.
 register('@opentelemetry/instrumentation/hook.mjs', import.meta.url, { data: { include: ['pg', 'ioredis'] } });
 
+// requireParentSpan: no root spans for pool and connection housekeeping outside any request.
 registerInstrumentations({
-  instrumentations: [new PgInstrumentation({ requireParentSpan: true }), new IORedisInstrumentation({ requireParentSpan: true })],
+  instrumentations: [
+    new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
+    new IORedisInstrumentation({ requireParentSpan: true }),
+  ],
 });

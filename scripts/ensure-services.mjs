@@ -14,6 +14,17 @@ const services = [
       'start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log',
   },
   { name: 'RabbitMQ', port: 5672, start: 'rabbitmq-server -detached' },
+  {
+    name: 'PostgreSQL',
+    port: 5432,
+    start: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
+  },
+  {
+    name: 'Redis',
+    port: 6379,
+    start:
+      'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log',
+  },
 ];
 
 function isListening(port) {

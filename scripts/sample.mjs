@@ -20,7 +20,7 @@ const BUILD = new URL('../.build/sample/', import.meta.url);
 const ONCE = process.argv.includes('--once');
 const SERVICES = ['inventory', 'payment', 'notification', 'orders', 'gateway'];
 /** Services that use pg or ioredis, started with the instrumentation preload. */
-const PRELOADED = new Set(['orders']);
+const PRELOADED = new Set(['orders', 'inventory']);
 const START_TIMEOUT_MS = 30_000;
 const TRACE_TIMEOUT_MS = 15_000;
 

@@ -30,11 +30,12 @@ registerInstrumentations({
     new NestInstrumentation(),
   ],
 });
-// require-in-the-middle patches on require: `http` is imported by the ESM app, and
-// @nestjs/platform-fastify (ESM) imports the CommonJS `fastify`, which the ESM hook does not
-// let instrumentation-fastify wrap. Requiring them once here patches the shared CJS exports
+// Built-ins are patched on require; the ESM app imports `http`, so require it once here
 // (the same step as test/fixtures/preload-instrumentation-http.mjs).
-const require = createRequire(import.meta.url);
-require('node:http');
-if (process.env.BENCH_FRAMEWORK === 'fastify') require('fastify');
+// Measured: instrumentation-express adds its spans (5 per request here); instrumentation-fastify
+// 0.57 (deprecated upstream for @fastify/otel) adds none to @nestjs/platform-fastify 12, whose ESM
+// named import of `fastify` it cannot wrap (requiring `fastify` here first does not change that);
+// instrumentation-nestjs-core 0.70/0.71 declares `@nestjs/core >=4 <12` and so does nothing on
+// Nest 12. E is still exactly what such a user runs.
+createRequire(import.meta.url)('node:http');
 globalThis.__benchStackProvider = provider;

@@ -81,14 +81,14 @@ function msgTable(s) {
 
 function outageTable(s) {
   const rows = [
-    `Load for ${s.seconds} s per receiver state, in ${'interleaved segments'}.`,
+    `Load for ${s.seconds} s per receiver state, in interleaved segments. "dropped": spans the BatchSpanProcessor refused because its queue was full; "failed": spans in exports that failed.`,
     '',
-    '| receiver | req/s ratio to healthy | p99 ratio | CPU µs/req | spans exported / failed / dropped (queue full) | max queued / cap | RSS MB start → max (growth) |',
-    '|---|---|---|---|---|---|---|',
+    '| receiver | req/s ratio to healthy | p99 ratio | CPU µs/req | spans exported / failed / dropped (queue full) | max queued / cap | RSS MB start → max (growth) | RSS MB after each round |',
+    '|---|---|---|---|---|---|---|---|',
   ];
   for (const c of s.configs) {
     rows.push(
-      `| ${c.label} | ${x(c.rpsRatio)} | ${x(c.p99Ratio)} | ${int(c.cpuUsPerRequest)} | ${int(c.exportedSpans)} / ${int(c.failedSpans)} / ${int(c.dropped)} | ${int(c.maxQueued)} / ${int(c.maxQueueSize)} | ${int(c.startRssMB)} → ${int(c.maxRssMB)} (+${int(c.rssGrowthMB)}) |`,
+      `| ${c.label} | ${x(c.rpsRatio)} | ${x(c.p99Ratio)} | ${int(c.cpuUsPerRequest)} | ${int(c.exportedSpans)} / ${int(c.failedSpans)} / ${int(c.dropped)} | ${int(c.maxQueued)} / ${int(c.maxQueueSize)} | ${int(c.startRssMB)} → ${int(c.maxRssMB)} (+${int(c.rssGrowthMB)}) | ${c.rssAfterEachRoundMB.map(int).join(' → ')} |`,
     );
   }
   return rows.join('\n');

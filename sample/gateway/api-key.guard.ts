@@ -3,7 +3,9 @@ import { Reflector } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { config } from '../shared/config.js';
 
-export const Public = () => SetMetadata('public', true);
+const IS_PUBLIC = 'isPublic';
+/** Marks a route (or controller) as open to callers without an API key. */
+export const Public = () => SetMetadata(IS_PUBLIC, true);
 
 /** The caller, as the API key identifies it. */
 export interface Principal {
@@ -19,7 +21,7 @@ export class ApiKeyGuard implements CanActivate {
   constructor(private readonly reflector: Reflector) {}
 
   canActivate(context: ExecutionContext): boolean {
-    if (this.reflector.getAllAndOverride<boolean>('public', [context.getHandler(), context.getClass()])) {
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()])) {
       return true;
     }
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();

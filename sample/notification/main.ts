@@ -11,7 +11,7 @@ const app = await NestFactory.createMicroservice(NotificationModule, {
     subscribe: { fromBeginning: true },
     // Event consumers link to the producer's span, as the messaging conventions recommend. The
     // sample also makes it the parent, so the order's trace shows the notification it caused.
-    otel: { eventConsume: 'link' },
+    otel: { eventConsume: 'parent+link' },
   }),
 });
 app.enableShutdownHooks();

@@ -1,6 +1,6 @@
 /**
  * Prints a trace as an indented tree, one line per span: name, service, kind, duration, and notes
- * (HTTP status, ERROR with its message, links). Works on spans as OTLP/JSON delivers them, e.g.
+ * (message pattern, HTTP status, ERROR with its message, links). Works on spans as OTLP/JSON delivers them, e.g.
  * from the trace viewer of `otel-nest/devtools` or any OTLP receiver.
  */
 
@@ -30,14 +30,27 @@ export const serviceOf = (span: TreeSpan): string => String(span.resource['servi
 export const durationMs = (span: TreeSpan): number =>
   Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
 
-/** Parents before children, siblings by start time. */
+/**
+ * By start time, then by end time: the SDK records start times in whole milliseconds, so spans
+ * that ran one after the other within a millisecond have the same start.
+ */
 export function compareStart(a: TreeSpan, b: TreeSpan): number {
-  const [x, y] = [BigInt(a.startTimeUnixNano), BigInt(b.startTimeUnixNano)];
-  return x < y ? -1 : x > y ? 1 : 0;
+  for (const key of ['startTimeUnixNano', 'endTimeUnixNano'] as const) {
+    const [x, y] = [BigInt(a[key]), BigInt(b[key])];
+    if (x !== y) {
+      return x < y ? -1 : 1;
+    }
+  }
+  return 0;
 }
 
 function notes(span: TreeSpan, byId: ReadonlyMap<string, TreeSpan>): string {
   const parts: string[] = [];
+  // RabbitMQ spans are named after the queue; the Nest pattern tells the messages apart.
+  const pattern = span.attributes['nestjs.pattern'];
+  if (typeof pattern === 'string' && !span.name.endsWith(pattern)) {
+    parts.push(`(${pattern})`);
+  }
   const status = span.attributes['http.response.status_code'];
   if (status !== undefined) {
     parts.push(String(status));

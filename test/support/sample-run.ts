@@ -38,8 +38,16 @@ export const STATUS_ERROR = 2;
 
 export const serviceOf = (span: ReceivedSpan): unknown => span.resource['service.name'];
 
-const byStart = (a: ReceivedSpan, b: ReceivedSpan): number =>
-  BigInt(a.startTimeUnixNano) < BigInt(b.startTimeUnixNano) ? -1 : BigInt(a.startTimeUnixNano) > BigInt(b.startTimeUnixNano) ? 1 : 0;
+/** By start, then end: start times have whole milliseconds, so back-to-back spans may share one. */
+function byStart(a: ReceivedSpan, b: ReceivedSpan): number {
+  for (const key of ['startTimeUnixNano', 'endTimeUnixNano'] as const) {
+    const [x, y] = [BigInt(a[key]), BigInt(b[key])];
+    if (x !== y) {
+      return x < y ? -1 : 1;
+    }
+  }
+  return 0;
+}
 
 export interface SpanMatch {
   name?: string | RegExp;
