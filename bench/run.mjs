@@ -125,7 +125,7 @@ async function runHttp(scenario, shared) {
       startChild(join(here, 'apps/http-app.mjs'), {
         name: `${scenario.id}/${c.id}`,
         env: { ...c.env, BENCH_FRAMEWORK: framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: shared.receiver.info.url },
-        execArgv: c.execArgv(here),
+        execArgv: ['--expose-gc', ...c.execArgv(here)],
       }),
     ),
   );
@@ -181,6 +181,7 @@ async function runHttp(scenario, shared) {
         failedSpans: stats.failedSpans,
         rssMB: stats.rss / MB,
         maxRssMB: stats.maxRss / MB,
+        heapAfterGcMB: stats.heapUsedAfterGc / MB,
         rounds: s,
       });
     }
@@ -188,6 +189,7 @@ async function runHttp(scenario, shared) {
     for (const r of results) {
       r.cpuRatio = r.cpuUsPerRequest / a.cpuUsPerRequest;
       r.rssDeltaMB = r.rssMB - a.rssMB;
+      r.heapAfterGcDeltaMB = r.heapAfterGcMB - a.heapAfterGcMB;
     }
     const aRps = samples[0].map((x) => x.rps);
     return {
