@@ -82,6 +82,13 @@ class OrdersController {
     return 'never';
   }
 
+  @Post(':id/notes')
+  async addNote(@Body() body: { note: string }): Promise<{ note: string; traceId?: string }> {
+    // The body was read from the request stream's events; the handler still runs in the span.
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    return { note: body.note, traceId: this.traces.getTraceId() };
+  }
+
   @Post()
   @UsePipes(PositivePipe)
   create(@Body() body: { quantity: number }): { created: number } {
@@ -197,6 +204,19 @@ describe.each(['express', 'fastify'] as const)('HTTP server spans (%s)', (platfo
       .toHaveName('POST /orders')
       .toHaveAttributes({ 'http.response.status_code': 400, 'http.request.method': 'POST' })
       .toHaveStatus(SpanStatusCode.UNSET);
+  });
+
+  it('keeps the span active for a request with a body (parsed from stream events)', async () => {
+    const response = await plainRequest(`${base}/orders/4/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` },
+      // In pieces: the server reads the later ones from socket events, outside the hook's turn.
+      bodyChunks: ['{"note":', '"leave at ', 'the door"}'],
+    });
+    expect(response.status).toBe(201);
+    expect(response.json()).toEqual({ note: 'leave at the door', traceId: TRACE_ID });
+    const spans = await spanRecorder.waitForSpans(1);
+    expectSpan(getSpan(spans, { kind: SpanKind.SERVER }), spans).toHaveName('POST /orders/:id/notes');
   });
 
   it('traces an unknown route (404) without using the raw path as name', async () => {

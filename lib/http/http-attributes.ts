@@ -113,6 +113,24 @@ function forwardedClient(headers: IncomingHttpHeaders): string | undefined {
   return xff ? xff.split(',')[0]!.trim() || undefined : undefined;
 }
 
+/** Whether a request carries a body (the conventions of RFC 9112 §6.3: a length or a transfer coding). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** The attributes the conventions require at span start, for samplers: method, path, scheme. */
+export function samplingAttributes(req: IncomingMessage): Attributes {
+  const rawUrl = req.url ?? '/';
+  const queryAt = rawUrl.indexOf('?');
+  const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+  return {
+    [ATTR_HTTP_REQUEST_METHOD]: normalizeMethod(req.method).method,
+    [ATTR_URL_PATH]: (queryAt < 0 ? rawUrl : rawUrl.slice(0, queryAt)) || '/',
+    [ATTR_URL_SCHEME]: encrypted ? 'https' : 'http',
+  };
+}
+
 /** The attributes of an HTTP SERVER span known when the request arrives. */
 export function requestAttributes(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
   const { method, original } = normalizeMethod(req.method);

@@ -27,7 +27,7 @@ import {
 } from '../semconv.js';
 import { recordError } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
-import { httpSpanName, normalizeMethod, requestAttributes } from './http-attributes.js';
+import { hasBody, httpSpanName, normalizeMethod, requestAttributes, samplingAttributes } from './http-attributes.js';
 
 /** What we know about one request while it runs; stored in its context. */
 export interface HttpRequestState {
@@ -192,19 +192,27 @@ export class HttpServerInstrumentation implements OnModuleInit {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
       // whatever context happened to be active, and bad headers simply yield a new trace.
       const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+      // Samplers see the attributes the conventions require at start; the rest is only worth
+      // computing for a span that records.
       span = getOtelNestTracer().startSpan(
         httpSpanName(method),
-        { kind: SpanKind.SERVER, attributes: requestAttributes(req, this.options.requestHeaders) },
+        { kind: SpanKind.SERVER, attributes: samplingAttributes(req) },
         parent,
       );
+      if (span.isRecording()) {
+        span.setAttributes(requestAttributes(req, this.options.requestHeaders));
+      }
       ctx = trace.setSpan(parent, span);
     }
     const state: HttpRequestState = { span, method, enriching, ended: false };
     ctx = ctx.setValue(HTTP_REQUEST_STATE, state);
 
-    // Listeners added by body parsers, multer and the like run in the request's context too.
-    context.bind(ctx, req);
-    context.bind(ctx, res);
+    // Body parsers (and multer and the like) continue the request from the request stream's
+    // events, which would otherwise run outside its context. Binding patches the emitter's
+    // methods, which costs on every request, so it is done only when a body is coming.
+    if (hasBody(req)) {
+      context.bind(ctx, req);
+    }
     res.once('close', () => this.onClose(state, req, res, fastifyRequest));
     return ctx;
   }

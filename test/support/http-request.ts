@@ -14,7 +14,13 @@ export interface PlainResponse {
  */
 export function plainRequest(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    /** Sent one after another, 20 ms apart (chunked), so the server reads them from later socket events. */
+    bodyChunks?: string[];
+  } = {},
 ): Promise<PlainResponse> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
@@ -27,6 +33,20 @@ export function plainRequest(
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end(options.body);
+    if (!options.bodyChunks) {
+      req.end(options.body);
+      return;
+    }
+    const chunks = [...options.bodyChunks];
+    const writeNext = (): void => {
+      const chunk = chunks.shift();
+      if (chunk === undefined) {
+        req.end();
+        return;
+      }
+      req.write(chunk);
+      setTimeout(writeNext, 20);
+    };
+    writeNext();
   });
 }
