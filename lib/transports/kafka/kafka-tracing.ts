@@ -116,9 +116,8 @@ export function keyAttribute(key: unknown): string | undefined {
   return undefined;
 }
 
-/** Key and body size of one outgoing or incoming record. */
-export function recordAttributes(record: KafkaRecordLike): Attributes {
-  const attributes: Attributes = {};
+/** Key and body size of one outgoing or incoming record, written into `attributes` (a new object by default). */
+export function recordAttributes(record: KafkaRecordLike, attributes: Attributes = {}): Attributes {
   const key = keyAttribute(record.key);
   if (key !== undefined) {
     attributes[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
@@ -156,13 +155,31 @@ export function offsetAttribute(offset: unknown): number | undefined {
 
 /**
  * `server.address` / `server.port` of the first bootstrap broker (`host:port`, `[v6]:port`).
- * Nothing when brokers come from a function (discovered at connect time).
+ * Nothing when brokers come from a function (discovered at connect time). The object is shared
+ * (frozen): copy it to add to it.
  */
-export function brokerAttributes(brokers: unknown): Attributes {
+export function brokerAttributes(brokers: unknown): Readonly<Attributes> {
   const first = Array.isArray(brokers) ? brokers[0] : undefined;
   if (typeof first !== 'string' || first === '') {
-    return {};
+    return NO_ATTRIBUTES;
   }
+  // Computed for every message: parse each broker string once.
+  let attributes = byBroker.get(first);
+  if (attributes === undefined) {
+    attributes = Object.freeze(parseBroker(first));
+    if (byBroker.size >= MAX_BROKERS) {
+      byBroker.clear();
+    }
+    byBroker.set(first, attributes);
+  }
+  return attributes;
+}
+
+const NO_ATTRIBUTES: Readonly<Attributes> = Object.freeze({});
+const byBroker = new Map<string, Readonly<Attributes>>();
+const MAX_BROKERS = 64;
+
+function parseBroker(first: string): Attributes {
   const text = first.trim();
   let host = text;
   let port: string | undefined;

@@ -3,6 +3,7 @@ import { ClientKafka, type KafkaOptions, type PacketId, type ReadPacket } from '
 import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
+import { addAttributes } from '../../utils/attributes.js';
 import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import {
   ackAttributes,
@@ -142,17 +143,13 @@ export class OtelClientKafka extends ClientKafka {
   private startProducer(pattern: unknown, isEvent: boolean, batchSize?: number): ProducerSpan | undefined {
     try {
       const topic = this.normalizePattern(pattern as Parameters<ClientKafka['normalizePattern']>[0]);
-      const { span, ctx } = startProducerSpan({
-        system: KAFKA_SYSTEM,
-        destination: topic,
-        pattern: topic,
-        isEvent,
-        attributes: {
-          ...brokerAttributes(this.brokers),
-          [ATTR_MESSAGING_CLIENT_ID]: this.clientId,
-          ...(batchSize === undefined ? {} : { [ATTR_MESSAGING_BATCH_MESSAGE_COUNT]: batchSize }),
-        },
-      });
+      // Property writes rather than spreads: this runs for every message.
+      const attributes = addAttributes({}, brokerAttributes(this.brokers));
+      attributes[ATTR_MESSAGING_CLIENT_ID] = this.clientId;
+      if (batchSize !== undefined) {
+        attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchSize;
+      }
+      const { span, ctx } = startProducerSpan({ system: KAFKA_SYSTEM, destination: topic, pattern: topic, isEvent, attributes });
       const sink: ProducerSpanSink = {
         span,
         onRecord: (record) => {

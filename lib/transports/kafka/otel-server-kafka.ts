@@ -1,5 +1,11 @@
-import { KafkaHeaders as NestKafkaHeaders, ServerKafka, type KafkaContext, type KafkaOptions } from '@nestjs/microservices';
-import { context, diag, ROOT_CONTEXT, type Attributes, type Context } from '@opentelemetry/api';
+import {
+  KafkaHeaders as NestKafkaHeaders,
+  ServerKafka,
+  type KafkaContext,
+  type KafkaOptions,
+  type MessageHandler,
+} from '@nestjs/microservices';
+import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import type { Observable } from 'rxjs';
 import {
   ATTR_MESSAGING_CLIENT_ID,
@@ -8,6 +14,8 @@ import {
   ATTR_MESSAGING_KAFKA_OFFSET,
   ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
 } from '../../semconv.js';
+import { addAttributes } from '../../utils/attributes.js';
+import { HandlerCache } from '../shared/handler-cache.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
 import {
   getConsumerState,
@@ -76,6 +84,7 @@ export class OtelServerKafka extends ServerKafka {
   private readonly endHookDue = new WeakSet<object>();
   /** Messages whose span we end without Nest's end hook: the user's hook is not called for that one. */
   private readonly ownEnds = new WeakSet<object>();
+  private readonly handlerCache = new HandlerCache<MessageHandler>();
   private userStartHook?: ProcessingStartHook;
   private userEndHook?: ProcessingEndHook;
 
@@ -96,6 +105,22 @@ export class OtelServerKafka extends ServerKafka {
 
   override setOnProcessingEndHook(hook: EndHook): void {
     this.userEndHook = hook as ProcessingEndHook;
+  }
+
+  /** Nest's lookup (RegExp patterns included), cached per pattern: Nest and the tracer each look up every record's handler. */
+  override getHandlerByPattern(pattern: string): MessageHandler | null {
+    const version = this.messageHandlers.size;
+    const cached = this.handlerCache?.get(pattern, version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const handler = super.getHandlerByPattern(pattern);
+    return this.handlerCache ? this.handlerCache.set(pattern, handler) : handler;
+  }
+
+  override addHandler(...args: Parameters<ServerKafka['addHandler']>): void {
+    super.addHandler(...args);
+    this.handlerCache?.clear();
   }
 
   override async handleMessage(payload: EachMessagePayload): Promise<any> {
@@ -229,13 +254,11 @@ export class OtelServerKafka extends ServerKafka {
       const raw = key === undefined ? undefined : this.inFlight.get(key);
       // The raw record keeps the bytes: headers as sent, the key, and the value's real size.
       const record: KafkaRecordLike = raw ?? { key: parsed?.key, headers: parsed?.headers };
-      const attributes: Attributes = {
-        ...brokerAttributes(this.brokers),
-        ...recordAttributes(record),
-        [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(partition),
-        [ATTR_MESSAGING_CONSUMER_GROUP_NAME]: this.groupId,
-        [ATTR_MESSAGING_CLIENT_ID]: this.clientId,
-      };
+      // Property writes rather than spreads: this runs for every record.
+      const attributes = recordAttributes(record, addAttributes({}, brokerAttributes(this.brokers)));
+      attributes[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(partition);
+      attributes[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = this.groupId;
+      attributes[ATTR_MESSAGING_CLIENT_ID] = this.clientId;
       const offset = offsetAttribute(parsed?.offset);
       if (offset !== undefined) {
         attributes[ATTR_MESSAGING_KAFKA_OFFSET] = offset;

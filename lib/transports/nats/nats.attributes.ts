@@ -8,12 +8,17 @@ const DEFAULT_NATS_PORT = 4222;
 /** Nest's default when no `servers` option is given (`NATS_DEFAULT_URL`). */
 const DEFAULT_NATS_SERVER = 'nats://localhost:4222';
 
+/** Attributes per server string: the server rarely changes, parsing its URL on every message is waste. */
+const byServer = new Map<string, Readonly<Attributes>>();
+const MAX_SERVERS = 64;
+
 /**
  * `server.address` / `server.port` of the NATS server: the one the connection is on when known
  * (`NatsConnection.getServer()`), else the first of the `servers` option, else Nest's default.
- * Never throws; an unparsable value gives no attributes.
+ * Never throws; an unparsable value gives no attributes. The object is shared (frozen): copy it
+ * to add to it.
  */
-export function natsServerAttributes(servers: unknown, connected?: unknown): Attributes {
+export function natsServerAttributes(servers: unknown, connected?: unknown): Readonly<Attributes> {
   const configured = Array.isArray(servers) ? servers[0] : servers;
   const server =
     typeof connected === 'string' && connected
@@ -21,6 +26,18 @@ export function natsServerAttributes(servers: unknown, connected?: unknown): Att
       : typeof configured === 'string' && configured
         ? configured
         : DEFAULT_NATS_SERVER;
+  let attributes = byServer.get(server);
+  if (attributes === undefined) {
+    attributes = Object.freeze(parseServer(server));
+    if (byServer.size >= MAX_SERVERS) {
+      byServer.clear();
+    }
+    byServer.set(server, attributes);
+  }
+  return attributes;
+}
+
+function parseServer(server: string): Attributes {
   try {
     const url = new URL(server.includes('://') ? server : `nats://${server}`);
     const address = url.hostname.replace(/^\[(.*)\]$/, '$1');

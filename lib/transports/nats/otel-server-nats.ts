@@ -1,5 +1,12 @@
-import { ServerNats, type NatsContext, type NatsOptions, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import { context, createContextKey, diag, ROOT_CONTEXT, type Attributes } from '@opentelemetry/api';
+import {
+  ServerNats,
+  type MessageHandler,
+  type NatsContext,
+  type NatsOptions,
+  type ReadPacket,
+  type WritePacket,
+} from '@nestjs/microservices';
+import { context, createContextKey, diag, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { Observable, Subscription } from 'rxjs';
 import {
   ATTR_MESSAGING_CONSUMER_GROUP_NAME,
@@ -7,6 +14,8 @@ import {
   ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
   ATTR_MESSAGING_MESSAGE_ID,
 } from '../../semconv.js';
+import { HandlerCache } from '../shared/handler-cache.js';
+import { addAttributes } from '../../utils/attributes.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
 import {
   bodySize,
@@ -69,6 +78,7 @@ export class OtelServerNats extends ServerNats {
   private readonly consumerTracer: ConsumerTracer<NatsContext>;
   private readonly natsOptions: NatsServerOptions;
   private readonly incoming = new WeakMap<NatsContext, IncomingNatsMessage>();
+  private readonly handlerCache = new HandlerCache<MessageHandler>();
 
   constructor(options: OtelServerNatsOptions = {}) {
     const { otel, ...natsOptions } = options ?? {};
@@ -86,6 +96,22 @@ export class OtelServerNats extends ServerNats {
 
   override setOnProcessingEndHook(hook: EndHook): void {
     this.consumerTracer.chainEnd(hook as ProcessingEndHook);
+  }
+
+  /** Nest's lookup, cached per pattern: Nest, the tracer and `describe` each look up every message's handler. */
+  override getHandlerByPattern(pattern: string): MessageHandler | null {
+    const version = this.messageHandlers.size;
+    const cached = this.handlerCache?.get(pattern, version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const handler = super.getHandlerByPattern(pattern);
+    return this.handlerCache ? this.handlerCache.set(pattern, handler) : handler;
+  }
+
+  override addHandler(...args: Parameters<ServerNats['addHandler']>): void {
+    super.addHandler(...args);
+    this.handlerCache?.clear();
   }
 
   override handleMessage(channel: string, natsMsg: any): Promise<any> {
@@ -139,7 +165,11 @@ export class OtelServerNats extends ServerNats {
   private remember(ctx: NatsContext, requestId?: string): void {
     const message = context.active().getValue(INCOMING_NATS_MESSAGE) as IncomingNatsMessage | undefined;
     if (message && ctx) {
-      this.incoming.set(ctx, requestId === undefined ? message : { ...message, requestId });
+      // The message object is this message's own (see handleMessage): no copy needed.
+      if (requestId !== undefined) {
+        message.requestId = requestId;
+      }
+      this.incoming.set(ctx, message);
     }
   }
 
@@ -153,7 +183,7 @@ export class OtelServerNats extends ServerNats {
     this.incoming.delete(ctx);
     // The subscription's pattern: the subject itself, or the wildcard it matched.
     const pattern = message?.channel ?? subject;
-    const attributes: Attributes = natsServerAttributes(this.natsOptions.servers, this.connectedServer());
+    const attributes = addAttributes({}, natsServerAttributes(this.natsOptions.servers, this.connectedServer()));
     const queue = this.getHandlerByPattern(pattern)?.extras?.queue ?? this.natsOptions.queue;
     if (typeof queue === 'string' && queue) {
       attributes[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = queue;

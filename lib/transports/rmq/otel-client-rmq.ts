@@ -15,6 +15,7 @@ import {
   ATTR_MESSAGING_MESSAGE_ID,
   ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
 } from '../../semconv.js';
+import { addAttributes } from '../../utils/attributes.js';
 import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
@@ -148,7 +149,7 @@ export class OtelClientRMQ extends ClientRMQ {
       // The same string Nest publishes (routing key in exchange modes) and the server matches.
       const patternString = typeof pattern === 'string' ? pattern : JSON.stringify(pattern);
       const { exchange, routingKey } = this.route(patternString);
-      const attributes: Attributes = { ...this.connectionAttributes };
+      const attributes = addAttributes({}, this.connectionAttributes);
       if (routingKey) {
         attributes[ATTR_MESSAGING_RABBITMQ_ROUTING_KEY] = routingKey;
       }
@@ -166,7 +167,7 @@ export class OtelClientRMQ extends ClientRMQ {
         }),
       );
       const producer: Producer = { span, end: producerSpanEnder(span) };
-      return { ...producer, ctx: ctx.setValue(PRODUCER, producer) };
+      return { span, end: producer.end, ctx: ctx.setValue(PRODUCER, producer) };
     } catch (err) {
       diag.error('otel-nest: could not start the RabbitMQ PRODUCER span; the message goes out untraced.', err);
       return undefined;

@@ -1,5 +1,5 @@
 import { context, diag, type Attributes, type Context } from '@opentelemetry/api';
-import { ServerRMQ, type ReadPacket, type RmqContext, type RmqOptions, type WritePacket } from '@nestjs/microservices';
+import { ServerRMQ, type MessageHandler, type ReadPacket, type RmqContext, type RmqOptions, type WritePacket } from '@nestjs/microservices';
 import type { Observable, Subscription } from 'rxjs';
 import {
   ATTR_MESSAGING_DESTINATION_NAME,
@@ -9,6 +9,8 @@ import {
   ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG,
   ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
 } from '../../semconv.js';
+import { HandlerCache } from '../shared/handler-cache.js';
+import { addAttributes } from '../../utils/attributes.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from '../shared/consumer-tracer.js';
 import {
   getConsumerState,
@@ -64,6 +66,7 @@ export class OtelServerRMQ extends ServerRMQ {
   private readonly replyContexts = new WeakMap<object, Context>();
   /** Set while `sendMessage` serializes a reply: the context whose headers the reply gets. */
   private replyContext: Context | undefined;
+  private readonly handlerCache = new HandlerCache<MessageHandler>();
 
   constructor(options: OtelServerRmqOptions = {}) {
     const { otel, ...rmqOptions } = options;
@@ -90,6 +93,24 @@ export class OtelServerRMQ extends ServerRMQ {
   /** Runs `hook` after the CONSUMER span ended rather than replacing it. */
   override setOnProcessingEndHook(hook: NestEndHook): void {
     this.tracer.chainEnd(hook as ProcessingEndHook);
+  }
+
+  /** Nest's lookup (wildcards included), cached per pattern: Nest and the tracer each look up every message's handler. */
+  override getHandlerByPattern(pattern: string): MessageHandler | null {
+    // Nest fills `wildcardHandlers` (Nest 12) from the registered handlers when it starts listening.
+    const wildcards = (this as unknown as { wildcardHandlers?: Map<unknown, unknown> }).wildcardHandlers;
+    const version = this.messageHandlers.size * 65_536 + (wildcards?.size ?? 0);
+    const cached = this.handlerCache?.get(pattern, version);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const handler = super.getHandlerByPattern(pattern);
+    return this.handlerCache ? this.handlerCache.set(pattern, handler) : handler;
+  }
+
+  override addHandler(...args: Parameters<ServerRMQ['addHandler']>): void {
+    super.addHandler(...args);
+    this.handlerCache?.clear();
   }
 
   override handleEvent(pattern: string, packet: ReadPacket, rmqContext: RmqContext): Promise<any> {
@@ -166,10 +187,8 @@ export class OtelServerRMQ extends ServerRMQ {
     const { fields = {}, properties = {} } = message;
     const exchange = typeof fields.exchange === 'string' ? fields.exchange : '';
     const routingKey = typeof fields.routingKey === 'string' ? fields.routingKey : '';
-    const attributes: Attributes = {
-      ...this.connectionAttributes,
-      [ATTR_MESSAGING_DESTINATION_NAME]: consumeDestination(exchange, routingKey, this.queue),
-    };
+    const attributes = addAttributes({}, this.connectionAttributes);
+    attributes[ATTR_MESSAGING_DESTINATION_NAME] = consumeDestination(exchange, routingKey, this.queue);
     if (routingKey) {
       attributes[ATTR_MESSAGING_RABBITMQ_ROUTING_KEY] = routingKey;
     }

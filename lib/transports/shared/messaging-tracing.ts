@@ -25,6 +25,7 @@ import {
   ATTR_NESTJS_HANDLER_TYPE,
   ATTR_NESTJS_PATTERN,
 } from '../../semconv.js';
+import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 
@@ -121,21 +122,18 @@ export function startConsumerSpan<C>(
     const baggage = propagation.getBaggage(extracted);
     parent = baggage ? propagation.setBaggage(ROOT_CONTEXT, baggage) : ROOT_CONTEXT;
   }
+  // Plain property writes: cheaper per message than an object literal with computed keys and a spread.
+  const attributes: Attributes = {};
+  attributes[ATTR_MESSAGING_SYSTEM] = message.system;
+  attributes[ATTR_MESSAGING_OPERATION_NAME] = 'process';
+  attributes[ATTR_MESSAGING_OPERATION_TYPE] = 'process';
+  attributes[ATTR_MESSAGING_DESTINATION_NAME] = message.destination;
+  attributes[ATTR_NESTJS_PATTERN] = message.pattern;
+  attributes[ATTR_NESTJS_HANDLER_TYPE] = isEvent ? 'event' : 'message';
+  addAttributes(attributes, message.attributes);
   const span = getOtelNestTracer().startSpan(
     `process ${message.destination}`,
-    {
-      kind: SpanKind.CONSUMER,
-      links,
-      attributes: {
-        [ATTR_MESSAGING_SYSTEM]: message.system,
-        [ATTR_MESSAGING_OPERATION_NAME]: 'process',
-        [ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-        [ATTR_MESSAGING_DESTINATION_NAME]: message.destination,
-        [ATTR_NESTJS_PATTERN]: message.pattern,
-        [ATTR_NESTJS_HANDLER_TYPE]: isEvent ? 'event' : 'message',
-        ...message.attributes,
-      },
-    },
+    { kind: SpanKind.CONSUMER, links, attributes },
     parent,
   );
   const state: ConsumerState = { span, isEvent, ended: false };
@@ -193,22 +191,15 @@ export interface OutgoingMessageDescription {
  */
 export function startProducerSpan(message: OutgoingMessageDescription): { span: Span; ctx: Context } {
   const active = context.active();
-  const span = getOtelNestTracer().startSpan(
-    `send ${message.destination}`,
-    {
-      kind: SpanKind.PRODUCER,
-      attributes: {
-        [ATTR_MESSAGING_SYSTEM]: message.system,
-        [ATTR_MESSAGING_OPERATION_NAME]: 'send',
-        [ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-        [ATTR_MESSAGING_DESTINATION_NAME]: message.destination,
-        [ATTR_NESTJS_PATTERN]: message.pattern,
-        [ATTR_NESTJS_HANDLER_TYPE]: message.isEvent ? 'event' : 'message',
-        ...message.attributes,
-      },
-    },
-    active,
-  );
+  const attributes: Attributes = {};
+  attributes[ATTR_MESSAGING_SYSTEM] = message.system;
+  attributes[ATTR_MESSAGING_OPERATION_NAME] = 'send';
+  attributes[ATTR_MESSAGING_OPERATION_TYPE] = 'send';
+  attributes[ATTR_MESSAGING_DESTINATION_NAME] = message.destination;
+  attributes[ATTR_NESTJS_PATTERN] = message.pattern;
+  attributes[ATTR_NESTJS_HANDLER_TYPE] = message.isEvent ? 'event' : 'message';
+  addAttributes(attributes, message.attributes);
+  const span = getOtelNestTracer().startSpan(`send ${message.destination}`, { kind: SpanKind.PRODUCER, attributes }, active);
   return { span, ctx: trace.setSpan(active, span) };
 }
 
