@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OtelConfigError, OtelModule, TraceService, type OtelModuleOptions } from '../lib/index.js';
+import { OtelConfigError, OtelModule, OtelServerNats, TraceService, type OtelModuleOptions } from '../lib/index.js';
 import { expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
 import { plainRequest } from './support/http-request.js';
 
@@ -98,6 +98,16 @@ describe('OtelModule', () => {
     expect(summary[0]).toMatch(/propagators tracecontext,baggage/);
     expect(summary[0]).toMatch(/HTTP server \(express\)/);
     expect(summary[0]).toMatch(/fetch/);
+    expect(summary[0]).not.toMatch(/NATS server/);
+  });
+
+  it('the summary also names the traced transports the process created', async () => {
+    // Constructing the strategy registers it; nothing connects until listen().
+    new OtelServerNats({ servers: ['nats://127.0.0.1:4222'] });
+    const started = await startApp([OtelModule.forRoot({ ...recording, serviceName: 'with-nats', logSummary: true })]);
+    app = started.app;
+    const summary = started.logger.lines.find((line) => line.includes('with-nats'));
+    expect(summary).toMatch(/traced: .*NATS server/);
   });
 
   it.each([

@@ -8,6 +8,7 @@ import {
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
 import { resolveSdkConfig, type ResolvedSdkConfig } from './resolve-config.js';
+import { tracedTransports } from '../transports/shared/messaging-tracing.js';
 import { acquireSdk, releaseSdk, type SdkHandle } from './sdk-handle.js';
 
 /**
@@ -70,7 +71,8 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
 
   /** One line: service, exporter, sampler, propagators, what is traced. */
   summary(): string {
-    const traced = this.traced.length > 0 ? this.traced.join(', ') : 'nothing automatically';
+    const all = [...this.traced, ...tracedTransports()];
+    const traced = all.length > 0 ? all.join(', ') : 'nothing automatically';
     if (this.handle.disabled) {
       return `Tracing is OFF (${this.handle.disabledReason ?? 'SDK disabled'}); traced if enabled: ${traced}.`;
     }

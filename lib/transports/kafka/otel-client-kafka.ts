@@ -4,7 +4,7 @@ import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import {
   ackAttributes,
   brokerAttributes,
@@ -69,6 +69,7 @@ export class OtelClientKafka extends ClientKafka {
 
   constructor(options: OtelClientKafkaOptions) {
     super(options);
+    noteTracedTransport('Kafka client');
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

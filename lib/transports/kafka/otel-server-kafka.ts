@@ -21,6 +21,7 @@ import {
   getConsumerState,
   type IncomingMessageDescription,
   type MessagingServerTracingOptions,
+  noteTracedTransport,
 } from '../shared/messaging-tracing.js';
 import { kafkaHeaderGetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 import {
@@ -91,6 +92,7 @@ export class OtelServerKafka extends ServerKafka {
   constructor(options: OtelServerKafkaOptions = {}) {
     const { otel, ...kafkaOptions } = options ?? {};
     super(kafkaOptions as KafkaServerOptions);
+    noteTracedTransport('Kafka server');
     this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), otel);
     this.tracer.chainStart(this.innerStartHook);
     this.tracer.chainEnd(this.innerEndHook);

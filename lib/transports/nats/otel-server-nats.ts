@@ -23,6 +23,7 @@ import {
   injectContext,
   type IncomingMessageDescription,
   type MessagingServerTracingOptions,
+  noteTracedTransport,
 } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
 import { createNatsHeaders, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
@@ -83,6 +84,7 @@ export class OtelServerNats extends ServerNats {
   constructor(options: OtelServerNatsOptions = {}) {
     const { otel, ...natsOptions } = options ?? {};
     super(natsOptions);
+    noteTracedTransport('NATS server');
     this.natsOptions = natsOptions;
     this.consumerTracer = new ConsumerTracer<NatsContext>(this, (ctx) => this.describe(ctx), otel);
     super.setOnProcessingStartHook(this.consumerTracer.startHook as StartHook);

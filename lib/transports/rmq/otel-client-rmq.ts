@@ -16,7 +16,7 @@ import {
   ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
 } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
 import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
@@ -68,6 +68,7 @@ export class OtelClientRMQ extends ClientRMQ {
 
   constructor(options: OtelClientRmqOptions) {
     super(options);
+    noteTracedTransport('RabbitMQ client');
     this.connectionAttributes = serverAttributes(options?.urls);
   }
 

@@ -252,3 +252,19 @@ export function bodySize(data: unknown): number | undefined {
   }
   return undefined;
 }
+
+/**
+ * Which traced transport classes this process created (`NATS server`, `Kafka client`, ...), for
+ * the module's startup summary. Kept on globalThis so that copies of this module agree.
+ */
+const TRACED_TRANSPORTS = Symbol.for('otel-nest.traced-transports');
+
+export function noteTracedTransport(what: string): void {
+  const holder = globalThis as unknown as Record<symbol, Set<string> | undefined>;
+  (holder[TRACED_TRANSPORTS] ??= new Set()).add(what);
+}
+
+/** The traced transports created so far in this process, in creation order. */
+export function tracedTransports(): string[] {
+  return [...((globalThis as unknown as Record<symbol, Set<string> | undefined>)[TRACED_TRANSPORTS] ?? [])];
+}
