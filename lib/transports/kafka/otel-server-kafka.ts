@@ -111,13 +111,10 @@ export class OtelServerKafka extends ServerKafka {
 
   /** Nest's lookup (RegExp patterns included), cached per pattern: Nest and the tracer each look up every record's handler. */
   override getHandlerByPattern(pattern: string): MessageHandler | null {
-    const version = this.messageHandlers.size;
-    const cached = this.handlerCache?.get(pattern, version);
-    if (cached !== undefined) {
-      return cached;
-    }
-    const handler = super.getHandlerByPattern(pattern);
-    return this.handlerCache ? this.handlerCache.set(pattern, handler) : handler;
+    // Nest's constructor can call this before this class's fields exist.
+    return this.handlerCache
+      ? this.handlerCache.lookup(pattern, this.messageHandlers.size, () => super.getHandlerByPattern(pattern))
+      : super.getHandlerByPattern(pattern);
   }
 
   override addHandler(...args: Parameters<ServerKafka['addHandler']>): void {

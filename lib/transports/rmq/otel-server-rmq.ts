@@ -102,12 +102,10 @@ export class OtelServerRMQ extends ServerRMQ {
     // Nest fills `wildcardHandlers` (Nest 12) from the registered handlers when it starts listening.
     const wildcards = (this as unknown as { wildcardHandlers?: Map<unknown, unknown> }).wildcardHandlers;
     const version = this.messageHandlers.size * 65_536 + (wildcards?.size ?? 0);
-    const cached = this.handlerCache?.get(pattern, version);
-    if (cached !== undefined) {
-      return cached;
-    }
-    const handler = super.getHandlerByPattern(pattern);
-    return this.handlerCache ? this.handlerCache.set(pattern, handler) : handler;
+    // Nest's constructor can call this before this class's fields exist.
+    return this.handlerCache
+      ? this.handlerCache.lookup(pattern, version, () => super.getHandlerByPattern(pattern))
+      : super.getHandlerByPattern(pattern);
   }
 
   override addHandler(...args: Parameters<ServerRMQ['addHandler']>): void {

@@ -36,6 +36,12 @@ export class HandlerCache<H> {
     return handler;
   }
 
+  /** The cached handler for `pattern`, else `load()`'s result, cached. */
+  lookup<T extends H | null>(pattern: unknown, version: number, load: () => T): T {
+    const cached = this.get(pattern, version);
+    return cached !== undefined ? (cached as T) : this.set(pattern, load());
+  }
+
   clear(): void {
     this.entries.clear();
   }
