@@ -2,6 +2,9 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { startTraceViewer, type TraceViewer } from '../lib/devtools/index.js';
+import { browserUnavailableReason, launchBrowser, type Browser } from './support/browser.js';
 import { ROOT } from './support/child-app.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { KIND, ReceivedTrace, STATUS_ERROR, dbSystem, runSample, serviceOf, type SampleRun } from './support/sample-run.js';
@@ -329,3 +332,58 @@ describe('sample/deploy (no Docker engine here: parsed and cross-checked, not ru
     expect(unknownVariables(documented).filter((name) => name !== 'TRACE_VIEWER_PORT')).toEqual([]);
   });
 });
+
+const noBrowser = browserUnavailableReason();
+if (noBrowser) {
+  console.warn(`sample browser test skipped: ${noBrowser}`);
+}
+
+describe.skipIf(noBrowser !== undefined)('the declined order in the trace viewer (headless Chromium)', () => {
+  let viewer: TraceViewer;
+  let browser: Browser;
+  let page: Page;
+  let declined: ReceivedTrace;
+
+  beforeAll(async () => {
+    // The viewer gets exactly what the five services sent: every OTLP request, replayed as is.
+    viewer = await startTraceViewer({ port: 0 });
+    for (const request of receiver.requests) {
+      const response = await fetch(viewer.otlpUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: request.body,
+      });
+      expect(response.status).toBe(200);
+    }
+    declined = traceOf(402);
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await viewer?.close();
+  });
+
+  it('opens the declined order: a waterfall with all five services and the compensations, then a screenshot', async () => {
+    const traceId = declined.spans[0]!.traceId;
+    await page.goto(viewer.url);
+    await page.locator(`tr.trace-row[data-trace-id="${traceId}"] a.root-name`).click();
+    await page.waitForSelector('.span-row');
+    const rows = await page.$$eval('.span-row', (elements) =>
+      elements.map((row) => ({
+        service: (row as unknown as { dataset: Record<string, string> }).dataset.service!,
+        name: row.querySelector('.span-name')!.textContent!,
+        error: row.querySelector('.error-badge') !== null,
+      })),
+    );
+    expect(rows).toHaveLength(declined.spans.length);
+    expect(new Set(rows.map((row) => row.service))).toEqual(new Set(SERVICES));
+    const compensations = rows.filter((row) => row.name.startsWith('saga.compensation ')).map((row) => row.name);
+    expect(compensations).toEqual(['saga.compensation charge', 'saga.compensation reserve', 'saga.compensation create']);
+    expect(rows.some((row) => row.name === 'saga.compensate place-order')).toBe(true);
+    expect(rows.find((row) => row.name === 'saga.step charge')?.error).toBe(true);
+    await page.screenshot({ path: join(ROOT, '.build', 'sample-declined-order.png'), fullPage: true });
+  });
+});
+
