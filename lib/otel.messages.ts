@@ -113,11 +113,11 @@ const OPTION_HINTS = {
   },
   propagators: {
     expected:
-      "an array of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger' or 'none', or a TextMapPropagator",
+      "an array of 'tracecontext', 'baggage', 'b3', 'b3multi' or 'none', or a TextMapPropagator (for Jaeger's uber-trace-id, a CompositePropagator holding a JaegerPropagator)",
     example: "{ propagators: ['tracecontext', 'baggage', 'b3'] }",
   },
   'propagators.*': {
-    expected: "one of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger', 'none'",
+    expected: "one of 'tracecontext', 'baggage', 'b3', 'b3multi', 'none' (jaeger is not built in: pass a TextMapPropagator instance)",
     example: "{ propagators: ['tracecontext', 'baggage'] }",
   },
   spanProcessors: {
@@ -253,7 +253,10 @@ export function envUnsupportedPropagators(raw: string, unsupported: readonly str
   return (
     `${MESSAGE_PREFIX} OTEL_PROPAGATORS=${JSON.stringify(raw)}: ${quoteList(unsupported)} ` +
     `${unsupported.length === 1 ? 'is' : 'are'} not supported by otel-nest and skipped ` +
-    `(supported: tracecontext, baggage, b3, b3multi, jaeger, none); propagators used: ${used.join(', ') || 'none'}.`
+    `(supported: tracecontext, baggage, b3, b3multi, none); propagators used: ${used.join(', ') || 'none'}.` +
+    (unsupported.includes('jaeger')
+      ? ' For jaeger, install @opentelemetry/propagator-jaeger and pass { propagators: new CompositePropagator({ propagators: [..., new JaegerPropagator()] }) }.'
+      : '')
   );
 }
 

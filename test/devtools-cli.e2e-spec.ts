@@ -6,10 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from './support/child-app.js';
 import { plainRequest } from './support/http-request.js';
 
-const CLI = join(ROOT, 'dist/devtools/cli.js');
+const CLI = join(ROOT, 'dist/esm/devtools/cli.js');
 
 /** The `otel-nest-viewer` command as users start it: the built file, in its own process. */
-describe('otel-nest-viewer (dist/devtools/cli.js)', () => {
+describe('otel-nest-viewer (dist/esm/devtools/cli.js)', () => {
   let child: ChildProcess | undefined;
 
   afterEach(() => {

@@ -62,7 +62,7 @@ console.log('LISTENING ' + new URL(await app.getUrl()).port);
 `;
 
 async function startPayments(otlpUrl: string): Promise<{ url: string; child: ChildProcess; output: () => string }> {
-  if (!existsSync(join(ROOT, 'dist/index.js'))) {
+  if (!existsSync(join(ROOT, 'dist/esm/index.js'))) {
     throw new Error('dist/ is missing: the payments service loads otel-nest from it. Run `npm run build` (npm test does).');
   }
   const child = spawn(process.execPath, ['--input-type=module', '-e', PAYMENTS_APP], {

@@ -28,7 +28,7 @@ import {
   type Context,
   type SpanContext,
 } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { firstValueFrom, lastValueFrom, map, take, timeout, timer, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Baggage, TraceService, Traced } from '../lib/index.js';

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Controller, Get, Injectable, Module, type INestApplication, type LoggerService } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { SpanKind, trace } from '@opentelemetry/api';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OtelConfigError, OtelModule, OtelServerNats, TraceService, type OtelModuleOptions } from '../lib/index.js';
 import { expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
@@ -136,7 +136,7 @@ describe('OtelModule', () => {
 
   it("uses the application's own provider instead of registering a second one", async () => {
     const ownExporter = new InMemorySpanExporter();
-    const own = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(ownExporter)] });
+    const own = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: ownExporter })] });
     trace.setGlobalTracerProvider(own);
     try {
       const started = await startApp([OtelModule.forRoot({ ...recording, serviceName: 'ignored', logSummary: true })]);

@@ -3,11 +3,11 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 
@@ -28,13 +28,13 @@ afterAll(async () => {
 });
 
 /** A provider that sends OTLP/HTTP to the receiver and keeps a copy of every span in memory. */
-function setup(config: ExporterConfig = {}): { provider: BasicTracerProvider; memory: InMemorySpanExporter } {
+function setup(config: ExporterConfig = {}): { provider: TracerProvider; memory: InMemorySpanExporter } {
   const memory = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({
+  const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': 'otlp-receiver-self-test', 'service.instance.id': 'i-1' }),
     spanProcessors: [
-      new SimpleSpanProcessor(new OTLPTraceExporter({ url: receiver.url, ...config })),
-      new SimpleSpanProcessor(memory),
+      new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: receiver.url, ...config }) }),
+      new SimpleSpanProcessor({ exporter: memory }),
     ],
   });
   return { provider, memory };

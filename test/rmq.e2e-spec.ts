@@ -27,7 +27,7 @@ import {
   type Context,
   type SpanContext,
 } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { ConsumeMessage } from 'amqplib';
 import { firstValueFrom, lastValueFrom, map, timeout, TimeoutError } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

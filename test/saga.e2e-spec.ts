@@ -14,7 +14,7 @@ import {
 import { ClientsModule, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SagaStep } from '../lib/decorators/saga-step.decorator.js';

@@ -22,7 +22,7 @@ import {
 import { ApiOperation, ApiResponse, DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Test } from '@nestjs/testing';
 import { context, diag, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { createServer } from 'node:net';
 import { defer, firstValueFrom, of, Subject, throwError } from 'rxjs';

@@ -1,6 +1,7 @@
 import { diag, SpanKind, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { ATTR_CODE_FUNCTION_NAME } from '../semconv.js';
 import { OTEL_CONSUME_EXTRA } from '../transports/shared/messaging-tracing.js';
+import { processGlobal } from '../utils/process-global.js';
 import { runInSpan } from '../utils/run-in-context.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 
@@ -52,7 +53,7 @@ type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
 
 // Wrappers made here. A method already wrapped keeps its first (innermost) @Traced: applying it
 // twice, or on the method and on its class, never nests two spans for one call.
-const wrappers = new WeakSet<AnyMethod>();
+const wrappers = processGlobal('traced-wrappers', () => new WeakSet<AnyMethod>());
 
 /**
  * Traces a method, or every own method of a class, with a span named `Class.method` (or the given

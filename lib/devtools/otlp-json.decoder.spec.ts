@@ -1,7 +1,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type HrTime } from '@opentelemetry/api';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { describe, expect, it } from 'vitest';
 import { decodeOtlpTraceRequest, OtlpDecodeError } from './otlp-json.decoder.js';
 import type { ViewerSpan } from './devtools.interfaces.js';
@@ -16,9 +16,9 @@ function nanos(time: HrTime): string {
 /** Real SDK spans, serialized exactly as exporter-trace-otlp-http sends them. */
 function exportedRequest(): { body: unknown; spans: ReadableSpan[] } {
   const memory = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({
+  const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': 'checkout', 'service.version': '1.0.0' }),
-    spanProcessors: [new SimpleSpanProcessor(memory)],
+    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
   });
   const tracer = provider.getTracer('decoder-spec', '9.9.9');
   const other = { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 };

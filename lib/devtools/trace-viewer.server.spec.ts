@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { TracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI_USAGE, CliUsageError, parseViewerArgs } from './cli-args.js';
 import type { TraceDetail, TraceSummary } from './devtools.interfaces.js';
@@ -61,9 +61,9 @@ describe('startTraceViewer', () => {
   });
 
   it.each([['none'], ['gzip']] as const)('stores what the real OTLP/HTTP exporter sends (compression %s)', async (compression) => {
-    const provider = new BasicTracerProvider({
+    const provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': 'exporter-spec' }),
-      spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter({ url: viewer.otlpUrl, compression: compression as never }))],
+      spanProcessors: [new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: viewer.otlpUrl, compression: compression as never }) })],
     });
     const tracer = provider.getTracer('spec');
     const root = tracer.startSpan('GET /orders', { kind: SpanKind.SERVER });

@@ -3,7 +3,6 @@ import { DiscoveryService } from '@nestjs/core';
 import { context, diag, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { channel } from 'node:diagnostics_channel';
-import { createRequire } from 'node:module';
 import type { HttpClientTracingOptions, OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
 import { OtelSdkService } from '../sdk/otel-sdk.service.js';
@@ -16,6 +15,7 @@ import {
   ATTR_SERVER_PORT,
   ATTR_URL_FULL,
 } from '../semconv.js';
+import { processGlobal } from '../utils/process-global.js';
 import { errorTypeOf } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import { httpSpanName, normalizeMethod, redactUrl } from './http-attributes.js';
@@ -38,9 +38,13 @@ export function resolveHttpClientOptions(option: OtelModuleOptions['httpClient']
  * diagnostics channels (no loader hook, no patching). It is process-wide, so it is shared by every
  * module instance and turned off when the last one shuts down.
  */
-let undici: { instrumentation: UndiciInstrumentation; holders: number } | undefined;
+const undiciSlot = processGlobal<{ current?: { instrumentation: UndiciInstrumentation; holders: number } }>(
+  'undici',
+  () => ({}),
+);
 
 function acquireUndici(): boolean {
+  const undici = undiciSlot.current;
   if (undici) {
     undici.holders++;
     return true;
@@ -51,14 +55,15 @@ function acquireUndici(): boolean {
     diag.info('otel-nest: fetch is already instrumented by another subscriber; not adding a second one.');
     return false;
   }
-  undici = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
+  undiciSlot.current = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
   return true;
 }
 
 function releaseUndici(): void {
+  const undici = undiciSlot.current;
   if (undici && --undici.holders === 0) {
     undici.instrumentation.disable();
-    undici = undefined;
+    undiciSlot.current = undefined;
   }
 }
 
@@ -70,13 +75,14 @@ export interface AxiosLike {
   };
 }
 
-const AXIOS_SPAN = Symbol('otel-nest.axios.span');
-const INSTRUMENTED = new WeakSet<object>();
+const AXIOS_SPAN = Symbol.for('otel-nest.axios.span');
+const INSTRUMENTED = processGlobal('axios-instrumented', () => new WeakSet<object>());
 
 /** True when `@opentelemetry/instrumentation-http` has wrapped `http.request` (then it makes the CLIENT span). */
 function httpModuleIsInstrumented(): boolean {
   try {
-    const http = createRequire(import.meta.url)('node:http') as { request: { __wrapped?: boolean } };
+    // The module object instrumentation-http patches in place (the same one `require` returns).
+    const http = process.getBuiltinModule('node:http') as { request: { __wrapped?: boolean } };
     return http.request.__wrapped === true;
   } catch {
     return false;

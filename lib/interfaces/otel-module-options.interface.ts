@@ -1,8 +1,8 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
-import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 
 /** A propagator this module knows by name (the values of `OTEL_PROPAGATORS`). */
-export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
+export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'none';
 
 /** Sampler names as in `OTEL_TRACES_SAMPLER`. */
 export type SamplerName =
@@ -119,7 +119,8 @@ export interface OtelModuleOptions {
   spanLimits?: SpanLimits;
   /**
    * Propagators, in order; or any `TextMapPropagator`. Default: `OTEL_PROPAGATORS`, else
-   * `['tracecontext', 'baggage']`. Add `'b3'` / `'b3multi'` / `'jaeger'` for meshes that use them.
+   * `['tracecontext', 'baggage']`. Add `'b3'` / `'b3multi'` for meshes that use them. Jaeger's `uber-trace-id`
+   * is not built in (`@opentelemetry/propagator-jaeger` has no SDK 3 release): pass a propagator instance.
    * `['none']` (alone) turns propagation off.
    */
   propagators?: PropagatorName[] | TextMapPropagator;

@@ -1,10 +1,10 @@
 import { diag, DiagLogLevel, propagation, ROOT_CONTEXT, type Context, type DiagLogger } from '@opentelemetry/api';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type Span,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
 
@@ -24,12 +24,12 @@ function spyDiag(): { warn: ReturnType<typeof vi.fn> } {
 describe('BaggageAttributesSpanProcessor', () => {
   let exporter: InMemorySpanExporter;
   let processor: BaggageAttributesSpanProcessor;
-  let provider: BasicTracerProvider;
+  let provider: TracerProvider;
 
   beforeEach(() => {
     exporter = new InMemorySpanExporter();
     processor = new BaggageAttributesSpanProcessor(['tenant.id', 'user.id']);
-    provider = new BasicTracerProvider({ spanProcessors: [processor, new SimpleSpanProcessor(exporter)] });
+    provider = new TracerProvider({ spanProcessors: [processor, new SimpleSpanProcessor({ exporter })] });
   });
   afterEach(async () => {
     await provider.shutdown();
@@ -55,7 +55,7 @@ describe('BaggageAttributesSpanProcessor', () => {
   it('takes new keys after construction (a preloaded provider configured later by the module)', () => {
     const late = new BaggageAttributesSpanProcessor();
     const lateExporter = new InMemorySpanExporter();
-    const lateProvider = new BasicTracerProvider({ spanProcessors: [late, new SimpleSpanProcessor(lateExporter)] });
+    const lateProvider = new TracerProvider({ spanProcessors: [late, new SimpleSpanProcessor({ exporter: lateExporter })] });
     const parent = withBaggage({ 'tenant.id': 't-1', region: 'eu' });
 
     lateProvider.getTracer('t').startSpan('before', {}, parent).end();

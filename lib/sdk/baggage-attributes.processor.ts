@@ -1,5 +1,5 @@
 import { diag, propagation, type Context } from '@opentelemetry/api';
-import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { baggageCopyFailed, baggageKeysIgnored } from '../otel.messages.js';
 
 /**

@@ -5,7 +5,7 @@ import {
   ParentBasedSampler,
   SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { describe, expect, it } from 'vitest';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
@@ -467,7 +467,7 @@ describe('resolveSdkConfig: batch', () => {
 
 describe('resolveSdkConfig: propagators', () => {
   it.each([
-    ['b3,jaeger', ['b3', 'jaeger']],
+    ['b3,tracecontext', ['b3', 'tracecontext']],
     ['TraceContext, B3Multi', ['tracecontext', 'b3multi']],
     ['baggage,baggage,tracecontext', ['baggage', 'tracecontext']],
     ['none', []],
@@ -492,8 +492,16 @@ describe('resolveSdkConfig: propagators', () => {
     expect(config.propagators).toEqual({ kind: 'named', names: ['b3'] });
     expect(config.warnings).toEqual([
       'OtelModule: OTEL_PROPAGATORS="xray,b3,ottrace": "xray", "ottrace" are not supported by otel-nest and skipped ' +
-        '(supported: tracecontext, baggage, b3, b3multi, jaeger, none); propagators used: b3.',
+        '(supported: tracecontext, baggage, b3, b3multi, none); propagators used: b3.',
     ]);
+  });
+
+  it('jaeger (not built in since SDK 3) is skipped with a warning that says how to add it', () => {
+    const config = resolveEnv({ OTEL_PROPAGATORS: 'tracecontext,jaeger' });
+    expect(config.propagators).toEqual({ kind: 'named', names: ['tracecontext'] });
+    expect(config.warnings).toHaveLength(1);
+    expect(config.warnings[0]).toContain('"jaeger" is not supported by otel-nest and skipped');
+    expect(config.warnings[0]).toContain('install @opentelemetry/propagator-jaeger and pass { propagators:');
   });
 
   it('when nothing known is left, the default is kept (and the warning says so)', () => {
@@ -503,8 +511,8 @@ describe('resolveSdkConfig: propagators', () => {
   });
 
   it('explicit propagators win; a TextMapPropagator instance is used as is', () => {
-    expect(resolveEnv({ OTEL_PROPAGATORS: 'b3' }, { propagators: ['jaeger', 'baggage'] }).propagators)
-      .toEqual({ kind: 'named', names: ['jaeger', 'baggage'] });
+    expect(resolveEnv({ OTEL_PROPAGATORS: 'b3' }, { propagators: ['b3multi', 'baggage'] }).propagators)
+      .toEqual({ kind: 'named', names: ['b3multi', 'baggage'] });
     expect(resolveEnv({ OTEL_PROPAGATORS: 'b3' }, { propagators: ['none'] }).propagators).toEqual({ kind: 'named', names: [] });
     const propagator = new W3CTraceContextPropagator();
     const config = resolveEnv({ OTEL_PROPAGATORS: 'b3' }, { propagators: propagator });
@@ -564,7 +572,7 @@ describe('resolveSdkConfig: span limits', () => {
 
 describe('resolveSdkConfig: other options', () => {
   it('keeps span processors, de-duplicates baggage keys, and lists the explicit SDK options', () => {
-    const processor = new SimpleSpanProcessor(new InMemorySpanExporter());
+    const processor = new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() });
     const config = resolveEnv(
       {},
       {
@@ -669,8 +677,8 @@ describe('resolveSdkConfig: explicit options that are wrong throw OtelConfigErro
     ['spanLimits type', { spanLimits: 64 }, '"spanLimits" must be an object, got 64.'],
     ['spanLimits negative', { spanLimits: { attributeCountLimit: -1 } }, '"spanLimits.attributeCountLimit" must be a non-negative integer (or Infinity), got -1. Use e.g. { spanLimits: { eventCountLimit: 64 } }.'],
     ['spanLimits unknown key', { spanLimits: { attributeCount: 1 } }, 'unknown option "attributeCount" in "spanLimits".'],
-    ['propagators string', { propagators: 'tracecontext' }, `"propagators" must be an array of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger' or 'none', or a TextMapPropagator, got "tracecontext".`],
-    ['propagators unknown name', { propagators: ['tracecontext', 'w3c'] }, `"propagators[1]" must be one of 'tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger', 'none', got "w3c". Use e.g. { propagators: ['tracecontext', 'baggage'] }.`],
+    ['propagators string', { propagators: 'tracecontext' }, `"propagators" must be an array of 'tracecontext', 'baggage', 'b3', 'b3multi' or 'none', or a TextMapPropagator (for Jaeger's uber-trace-id, a CompositePropagator holding a JaegerPropagator), got "tracecontext".`],
+    ['propagators unknown name', { propagators: ['tracecontext', 'w3c'] }, `"propagators[1]" must be one of 'tracecontext', 'baggage', 'b3', 'b3multi', 'none' (jaeger is not built in: pass a TextMapPropagator instance), got "w3c". Use e.g. { propagators: ['tracecontext', 'baggage'] }.`],
     ['propagators none combined', { propagators: ['none', 'b3'] }, `OtelModule: "propagators" lists 'none' together with other propagators ("none", "b3"). Use { propagators: ['none'] } alone to turn propagation off, or list only the propagators you want.`],
     ['propagators incomplete object', { propagators: { inject: () => undefined } }, '"propagators" must be an array of'],
     ['spanProcessors type', { spanProcessors: {} }, '"spanProcessors" must be an array of SpanProcessor instances, got an object.'],
@@ -700,7 +708,7 @@ describe('resolveSdkConfig: explicit options that are wrong throw OtelConfigErro
           sampler: new AlwaysOnSampler(),
           spanLimits: { attributeValueLengthLimit: Infinity, eventCountLimit: 0 },
           propagators: new W3CTraceContextPropagator(),
-          spanProcessors: [new SimpleSpanProcessor(exporter)],
+          spanProcessors: [new SimpleSpanProcessor({ exporter })],
           baggageToAttributes: ['tenant.id'],
           http: { ignorePaths: ['/health'] },
           httpClient: true,

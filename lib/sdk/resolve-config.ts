@@ -1,6 +1,6 @@
 import type { Attributes, AttributeValue, TextMapPropagator } from '@opentelemetry/api';
 import { defaultServiceName } from '@opentelemetry/resources';
-import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type {
   BatchOptions,
   OtelModuleOptions,
@@ -178,7 +178,7 @@ const SAMPLER_NAMES: readonly SamplerName[] = [
   'parentbased_always_off',
   'parentbased_traceidratio',
 ];
-const PROPAGATOR_NAMES: readonly PropagatorName[] = ['tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger', 'none'];
+const PROPAGATOR_NAMES: readonly PropagatorName[] = ['tracecontext', 'baggage', 'b3', 'b3multi', 'none'];
 const EXPORTER_NAMES = ['otlp', 'console', 'none'] as const;
 type ExporterName = (typeof EXPORTER_NAMES)[number];
 

@@ -16,14 +16,14 @@ import {
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   ConsoleSpanExporter,
   InMemorySpanExporter,
   type ReadableSpan,
   type Span,
   type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+} from '@opentelemetry/sdk-trace';
+
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { resolveSdkConfig } from './resolve-config.js';
@@ -40,7 +40,7 @@ import {
 const REMOTE_TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
 const REMOTE_SPAN_ID = 'b7ad6b7169203331';
 
-const providers: NodeTracerProvider[] = [];
+const providers: TracerProvider[] = [];
 
 function build(options: OtelModuleOptions, env: NodeJS.ProcessEnv = {}) {
   const bundle = createTracerProvider(resolveSdkConfig(options, env));
@@ -269,9 +269,9 @@ describe('createTracerProvider: propagators', () => {
     expect(carrier).not.toHaveProperty('b3');
   });
 
-  it("'jaeger' (from OTEL_PROPAGATORS) injects uber-trace-id", () => {
-    const { carrier, traceId, spanId } = injected({}, { OTEL_PROPAGATORS: 'jaeger' });
-    expect(carrier['uber-trace-id']).toBe(`${traceId}:${spanId}:0:01`);
+  it("'b3' from OTEL_PROPAGATORS injects the single b3 header", () => {
+    const { carrier, traceId, spanId } = injected({}, { OTEL_PROPAGATORS: 'b3' });
+    expect(carrier.b3).toBe(`${traceId}-${spanId}-1`);
   });
 
   it("'none' injects nothing", () => {
@@ -317,7 +317,7 @@ describe('registerGlobals / unregisterGlobals / detectExistingProvider', () => {
 
     // Ours, but not marked as otel-nest's: the mark is the state under the global symbol.
     expect(detectExistingProvider()).toBe('foreign');
-    (globalThis as Record<symbol, unknown>)[OTEL_NEST_SDK_KEY] = { provider: new BasicTracerProvider() };
+    (globalThis as Record<symbol, unknown>)[OTEL_NEST_SDK_KEY] = { provider: new TracerProvider() };
     expect(detectExistingProvider()).toBe('foreign');
     (globalThis as Record<symbol, unknown>)[OTEL_NEST_SDK_KEY] = { provider };
     expect(detectExistingProvider()).toBe('otel-nest');
@@ -333,7 +333,7 @@ describe('registerGlobals / unregisterGlobals / detectExistingProvider', () => {
     const existing = new AsyncLocalStorageContextManager().enable();
     context.setGlobalContextManager(existing);
     const { provider, propagator } = build({ exporter: 'none' });
-    const foreignPropagator = build({ exporter: 'none', propagators: ['jaeger'] }).propagator;
+    const foreignPropagator = build({ exporter: 'none', propagators: ['b3'] }).propagator;
     propagation.setGlobalPropagator(foreignPropagator);
 
     const registered = registerGlobals(provider, propagator);
@@ -343,11 +343,11 @@ describe('registerGlobals / unregisterGlobals / detectExistingProvider', () => {
     unregisterGlobals(registered);
     // The application's context manager and propagator are still there.
     expect(hasContextManager()).toBe(true);
-    expect(propagation.fields()).toContain('uber-trace-id');
+    expect(propagation.fields()).toEqual(['b3']);
   });
 
   it('detects a provider registered by someone else as foreign', () => {
-    trace.setGlobalTracerProvider(new BasicTracerProvider());
+    trace.setGlobalTracerProvider(new TracerProvider());
     expect(detectExistingProvider()).toBe('foreign');
   });
 });

@@ -5,13 +5,12 @@ import {
   ProxyTracerProvider,
   trace,
   type TextMapPropagator,
-  type TracerProvider,
+  type TracerProvider as ApiTracerProvider,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
-import { JaegerPropagator } from '@opentelemetry/propagator-jaeger';
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -24,8 +23,8 @@ import {
   type Sampler,
   type SpanExporter,
   type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+} from '@opentelemetry/sdk-trace';
+import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
 import type {
@@ -45,7 +44,7 @@ export const OTEL_NEST_SDK_KEY = Symbol.for('otel-nest.sdk');
 
 /** What {@link createTracerProvider} builds. Nothing is registered globally yet. */
 export interface TracerProviderBundle {
-  provider: NodeTracerProvider;
+  provider: TracerProvider;
   propagator: TextMapPropagator;
   /** First span processor of the provider; its keys can change while it runs. */
   baggageProcessor: BaggageAttributesSpanProcessor;
@@ -69,8 +68,8 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
   const exportProcessors: SpanProcessor[] =
     exporter === undefined
       ? []
-      : [config.batch === false ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter, { ...config.batch })];
-  const provider = new NodeTracerProvider({
+      : [config.batch === false ? new SimpleSpanProcessor({ exporter }) : new BatchSpanProcessor({ ...config.batch, exporter })];
+  const provider = new TracerProvider({
     resource: createResource(config),
     sampler: createSampler(config.sampler),
     spanLimits: { ...config.spanLimits },
@@ -148,8 +147,6 @@ function createNamedPropagator(name: KnownPropagatorName): TextMapPropagator {
       return new B3Propagator();
     case 'b3multi':
       return new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
-    case 'jaeger':
-      return new JaegerPropagator();
   }
 }
 
@@ -181,7 +178,7 @@ export function hasGlobalPropagator(): boolean {
  * one works already (the application's, or a test's). Returns what it registered, so that exactly
  * that can be unregistered later.
  */
-export function registerGlobals(provider: TracerProvider, propagator: TextMapPropagator): RegisteredGlobals {
+export function registerGlobals(provider: ApiTracerProvider, propagator: TextMapPropagator): RegisteredGlobals {
   let contextManager = false;
   if (!hasContextManager()) {
     const manager = new AsyncLocalStorageContextManager().enable();
@@ -210,7 +207,7 @@ export function unregisterGlobals(registered: RegisteredGlobals): void {
 }
 
 /** The provider spans go to: the delegate of the API's proxy, or the registered one as is. */
-export function globalTracerProvider(): TracerProvider {
+export function globalTracerProvider(): ApiTracerProvider {
   const registered = trace.getTracerProvider();
   // Duck-typed: a proxy from another copy of @opentelemetry/api is not instanceof ours.
   const delegate = (registered as Partial<ProxyTracerProvider>).getDelegate?.call(registered);
@@ -218,7 +215,7 @@ export function globalTracerProvider(): TracerProvider {
 }
 
 /** The API's no-op provider: what an unregistered proxy delegates to. */
-const NOOP_TRACER_PROVIDER: TracerProvider = new ProxyTracerProvider().getDelegate();
+const NOOP_TRACER_PROVIDER: ApiTracerProvider = new ProxyTracerProvider().getDelegate();
 
 /**
  * Whether a real tracer provider is registered globally, and whether otel-nest registered it

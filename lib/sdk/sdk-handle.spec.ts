@@ -3,12 +3,12 @@ import { context, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type ReadableSpan,
   type SpanExporter,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { resolveSdkConfig } from './resolve-config.js';
@@ -258,7 +258,7 @@ describe('acquireSdk: a second application with other options', () => {
 describe('acquireSdk: a foreign provider (the application starts its own SDK)', () => {
   it('creates and registers nothing, warns about ignored options and baggage, and never shuts it down', async () => {
     const foreignExporter = new InMemorySpanExporter();
-    const foreign = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(foreignExporter)] });
+    const foreign = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: foreignExporter })] });
     trace.setGlobalTracerProvider(foreign);
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 
@@ -284,7 +284,7 @@ describe('acquireSdk: a foreign provider (the application starts its own SDK)', 
   });
 
   it('warns when the foreign provider came without a context manager', () => {
-    trace.setGlobalTracerProvider(new BasicTracerProvider());
+    trace.setGlobalTracerProvider(new TracerProvider());
     const handle = acquire({});
     expect(handle.owned).toBe(false);
     expect(handle.warnings).toEqual([expect.stringContaining('no context manager is')]);
@@ -342,7 +342,7 @@ describe('startSdkFromEnv (the otel-nest/register preload)', () => {
   });
 
   it('does nothing over a foreign provider and installs no exit handler', () => {
-    trace.setGlobalTracerProvider(new BasicTracerProvider());
+    trace.setGlobalTracerProvider(new TracerProvider());
     const proc = fakeProcess();
     const handle = startSdkFromEnv({ env: {}, logger: fakeLogger(), process: proc });
     expect(handle?.owned).toBe(false);

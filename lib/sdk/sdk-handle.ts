@@ -1,5 +1,5 @@
 import { diag, type TextMapPropagator } from '@opentelemetry/api';
-import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import {
   FOREIGN_SDK_DESCRIPTION,
   foreignProviderBaggage,
@@ -50,7 +50,7 @@ export interface SdkHandle {
   /** The configuration this holder asked for (the running SDK may have been made from another). */
   readonly config: ResolvedSdkConfig;
   /** The otel-nest provider spans go to; undefined when disabled or foreign. */
-  readonly provider: NodeTracerProvider | undefined;
+  readonly provider: TracerProvider | undefined;
   /** For the caller to log: why options could not apply. Environment warnings are in `config.warnings`. */
   readonly warnings: readonly string[];
   /** `service.name` of the running SDK (for a foreign provider: the one asked for here). */
@@ -78,7 +78,7 @@ type SdkOrigin = 'preload' | 'module';
 interface SdkState {
   readonly version: 1;
   readonly origin: SdkOrigin;
-  readonly provider: NodeTracerProvider;
+  readonly provider: TracerProvider;
   readonly propagator: TextMapPropagator;
   readonly baggageProcessor: BaggageAttributesSpanProcessor;
   /** The configuration the provider was built from. */

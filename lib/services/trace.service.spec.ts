@@ -8,7 +8,7 @@ import {
   trace,
   type Span,
 } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { defer, firstValueFrom, of, Subject } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 import { AssertionError } from 'node:assert';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type SpanContext } from '@opentelemetry/api';
-import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { TracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 // Imported file by file: the barrel also loads OtelTestingModule, which needs the whole OtelModule.
 import { expectSpan } from './span-assertions.js';
@@ -8,7 +8,7 @@ import { childrenOf, findSpan, findSpans, getSpan, traceOf } from './span-query.
 import { SpanRecorder, spanRecorder } from './span-recorder.js';
 import { spanTree } from './span-tree.js';
 
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanRecorder.exporter)] });
+const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spanRecorder.exporter })] });
 const tracer = provider.getTracer('span-assertions.spec');
 
 const REMOTE_PARENT: SpanContext = {
@@ -379,7 +379,7 @@ describe('SpanRecorder', () => {
   });
 
   it('keeps recording after a provider that exports into it is shut down (one app closed, the next starts)', async () => {
-    const closed = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanRecorder.exporter)] });
+    const closed = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spanRecorder.exporter })] });
     closed.getTracer('closed').startSpan('before shutdown').end();
     await closed.shutdown();
     tracer.startSpan('after shutdown').end();

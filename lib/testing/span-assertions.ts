@@ -1,7 +1,7 @@
 import { AssertionError } from 'node:assert';
 import { isDeepStrictEqual } from 'node:util';
 import { SpanStatusCode, type Attributes, type SpanContext, type SpanKind } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { contextOf, isReadableSpan, type SpanReference } from './span-query.js';
 import { spanRecorder } from './span-recorder.js';
 import { formatSpan, kindName, spanTree } from './span-tree.js';

@@ -1,7 +1,7 @@
 import { AssertionError } from 'node:assert';
 import { isDeepStrictEqual } from 'node:util';
 import type { Attributes, SpanContext, SpanKind } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { byStartTime, kindName, spanTree } from './span-tree.js';
 
 export type SpanPredicate = (span: ReadableSpan) => boolean;

@@ -2,17 +2,17 @@ import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 
 /** An in-process SDK for unit tests that need real spans but no Nest application. */
 export interface TestingSdk {
   /** Receives every span as it ends. */
   readonly exporter: InMemorySpanExporter;
-  readonly provider: BasicTracerProvider;
+  readonly provider: TracerProvider;
   getFinishedSpans(): ReadableSpan[];
   reset(): void;
   /** Shuts the provider down and unregisters everything this SDK registered. */
@@ -28,7 +28,7 @@ export interface TestingSdk {
  */
 export function startTestingSdk(options: { exporter?: InMemorySpanExporter } = {}): TestingSdk {
   const exporter = options.exporter ?? new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
   const contextManager = new AsyncLocalStorageContextManager().enable();
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(contextManager);

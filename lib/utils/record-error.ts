@@ -1,5 +1,6 @@
 import { SpanStatusCode, type Exception, type Span } from '@opentelemetry/api';
 import { ATTR_ERROR_TYPE, ERROR_TYPE_VALUE_OTHER } from '../semconv.js';
+import { processGlobal } from './process-global.js';
 
 /**
  * Errors already recorded as an exception event. The same error usually bubbles through several
@@ -7,7 +8,7 @@ import { ATTR_ERROR_TYPE, ERROR_TYPE_VALUE_OTHER } from '../semconv.js';
  * ask for it to be recorded once, so only the innermost span gets the event. Every span it fails
  * still gets status ERROR and `error.type`.
  */
-const recorded = new WeakSet<object>();
+const recorded = processGlobal('recorded-errors', () => new WeakSet<object>());
 
 /** The low-cardinality `error.type` of a thrown value: its class name, else `_OTHER`. */
 export function errorTypeOf(error: unknown): string {

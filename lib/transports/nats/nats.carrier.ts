@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import { diag, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 
 /**
@@ -96,43 +95,54 @@ export const natsHeaderSetter: TextMapSetter<NatsHeaders | null | undefined> = {
 
 type HeadersFactory = () => NatsHeaders;
 
-// `undefined`: not looked up yet; `null`: no driver found.
+// `undefined`: not loaded yet; `null`: no driver found.
 let headersFactory: HeadersFactory | null | undefined;
+let loading: Promise<void> | undefined;
 
 /**
- * A new, empty NATS headers object from the installed driver: `@nats-io/transport-node` (what
- * Nest 12 loads), else `nats` (Nest 11). Loaded on first use, never imported statically, so the
- * driver stays optional. `undefined` when neither can be loaded (Nest could not talk NATS either).
+ * Loads the NATS driver's `headers()` factory: `@nats-io/transport-node` (what Nest 12 loads), else
+ * `nats` (Nest 11). Called by the traced NATS client and server before they connect, so that
+ * {@link createNatsHeaders} can stay synchronous on the message path. A dynamic `import()`, never a
+ * static one, so the driver stays optional; the same statement works in the ESM and CommonJS builds.
+ * Never rejects.
+ */
+export function loadNatsDriver(): Promise<void> {
+  loading ??= (async () => {
+    for (const name of ['@nats-io/transport-node', 'nats']) {
+      try {
+        const driver = (await import(name)) as { headers?: () => NatsHeaders; default?: { headers?: () => NatsHeaders } };
+        const create = driver.headers ?? driver.default?.headers;
+        if (typeof create === 'function') {
+          headersFactory = () => create();
+          return;
+        }
+      } catch {
+        // Try the next driver.
+      }
+    }
+    headersFactory = null;
+    diag.error(
+      'otel-nest: neither @nats-io/transport-node nor nats could be loaded; NATS messages go out without trace context.',
+    );
+  })();
+  return loading;
+}
+
+/**
+ * A new, empty NATS headers object from the installed driver. `undefined` when the driver is not
+ * loaded yet (see {@link loadNatsDriver}) or cannot be loaded (Nest could not talk NATS either).
  */
 export function createNatsHeaders(): NatsHeaders | undefined {
   if (headersFactory === undefined) {
-    headersFactory = loadHeadersFactory();
+    void loadNatsDriver();
+    return undefined;
   }
   try {
-    return headersFactory?.();
+    return headersFactory?.() ?? undefined;
   } catch (err) {
     diag.error('otel-nest: could not create NATS headers; the message goes out without trace context.', err);
     return undefined;
   }
-}
-
-function loadHeadersFactory(): HeadersFactory | null {
-  const require = createRequire(import.meta.url);
-  for (const name of ['@nats-io/transport-node', 'nats']) {
-    try {
-      const driver = require(name) as { headers?: () => NatsHeaders };
-      if (typeof driver.headers === 'function') {
-        const create = driver.headers;
-        return () => create();
-      }
-    } catch {
-      // Try the next driver.
-    }
-  }
-  diag.error(
-    'otel-nest: neither @nats-io/transport-node nor nats could be loaded; NATS messages go out without trace context.',
-  );
-  return null;
 }
 
 /**

@@ -4,7 +4,7 @@ import { Observable, type ReplaySubject } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
-import { copyNatsHeaders, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+import { copyNatsHeaders, loadNatsDriver, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 
 type NatsClientOptions = Required<NatsOptions>['options'];
@@ -57,7 +57,8 @@ export class OtelClientNats extends ClientNats {
    * updates) run in the context the connection was opened in, which would otherwise be the
    * context of whichever request happened to connect first.
    */
-  override connect(): Promise<any> {
+  override async connect(): Promise<any> {
+    await loadNatsDriver();
     return context.with(ROOT_CONTEXT, () => super.connect());
   }
 

@@ -26,7 +26,7 @@ import {
   noteTracedTransport,
 } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
-import { createNatsHeaders, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+import { createNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 
 /** Options of {@link OtelServerNats}: Nest's NATS options, plus `otel`. */
 export type OtelServerNatsOptions = Required<NatsOptions>['options'] & {
@@ -89,6 +89,12 @@ export class OtelServerNats extends ServerNats {
     this.consumerTracer = new ConsumerTracer<NatsContext>(this, (ctx) => this.describe(ctx), otel);
     super.setOnProcessingStartHook(this.consumerTracer.startHook as StartHook);
     super.setOnProcessingEndHook(this.consumerTracer.endHook as EndHook);
+  }
+
+  /** Loads the driver's headers factory first: replies need it to carry the consumer's context. */
+  override async listen(callback: Parameters<ServerNats['listen']>[0]): Promise<void> {
+    await loadNatsDriver();
+    return super.listen(callback);
   }
 
   /** Hooks set by others run inside the CONSUMER span. */

@@ -27,6 +27,7 @@ import {
 } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
+import { processGlobal } from '../../utils/process-global.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 
 /**
@@ -255,16 +256,15 @@ export function bodySize(data: unknown): number | undefined {
 
 /**
  * Which traced transport classes this process created (`NATS server`, `Kafka client`, ...), for
- * the module's startup summary. Kept on globalThis so that copies of this module agree.
+ * the module's startup summary. Process-wide, so that copies of this module agree.
  */
-const TRACED_TRANSPORTS = Symbol.for('otel-nest.traced-transports');
+const tracedTransportSet = (): Set<string> => processGlobal('traced-transports', () => new Set<string>());
 
 export function noteTracedTransport(what: string): void {
-  const holder = globalThis as unknown as Record<symbol, Set<string> | undefined>;
-  (holder[TRACED_TRANSPORTS] ??= new Set()).add(what);
+  tracedTransportSet().add(what);
 }
 
 /** The traced transports created so far in this process, in creation order. */
 export function tracedTransports(): string[] {
-  return [...((globalThis as unknown as Record<symbol, Set<string> | undefined>)[TRACED_TRANSPORTS] ?? [])];
+  return [...tracedTransportSet()];
 }
