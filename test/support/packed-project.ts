@@ -1,0 +1,84 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from './child-app.js';
+
+/**
+ * Projects set up as a user sets one up: a fixture folder copied to a fresh temporary directory,
+ * then `npm install` of the packed otel-nest tarball (`npm pack` of this repository, built dist/
+ * included) and of the fixture's own real dependencies from the registry. Nothing is linked to
+ * this repository's node_modules.
+ */
+
+// Per test process: several test files (or runs) may pack at once.
+const PACK_DIR = join(ROOT, '.build', `pack-${process.pid}`);
+
+/** The npm executable next to the Node that runs the tests (the same npm the user would run). */
+function npm(args: string[], cwd: string, timeoutMs = 240_000): string {
+  return execFileSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, {
+    cwd,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+let packed: string | undefined;
+
+/**
+ * `npm pack` of this repository into .build/pack-<pid> (once per test process). dist/ must be built
+ * (`npm test` builds it first). Returns the tarball's absolute path.
+ */
+export function packOtelNest(): string {
+  if (packed && existsSync(packed)) {
+    return packed;
+  }
+  if (!existsSync(join(ROOT, 'dist', 'esm', 'index.js')) || !existsSync(join(ROOT, 'dist', 'cjs', 'index.js'))) {
+    throw new Error('dist/ is missing: run `npm run build` (npm test does) before packing otel-nest.');
+  }
+  rmSync(PACK_DIR, { recursive: true, force: true });
+  mkdirSync(PACK_DIR, { recursive: true });
+  // --ignore-scripts: no prepack/prepare hooks; the tarball holds exactly what `files` lists.
+  npm(['pack', '--ignore-scripts', '--pack-destination', PACK_DIR], ROOT);
+  const tarball = readdirSync(PACK_DIR).find((name) => name.endsWith('.tgz'));
+  if (!tarball) {
+    throw new Error(`npm pack wrote no tarball into ${PACK_DIR}`);
+  }
+  packed = join(PACK_DIR, tarball);
+  return packed;
+}
+
+export interface PackedProject {
+  /** The project's directory (a fresh temporary directory). */
+  readonly dir: string;
+  /** Runs `npm <args>` in the project and returns its stdout; throws with stdout+stderr on failure. */
+  npm(args: string[], timeoutMs?: number): string;
+  /** Removes the directory. */
+  remove(): void;
+}
+
+/**
+ * Copies `test/fixtures/<fixture>` (everything but node_modules) into a fresh temporary directory
+ * and installs the packed otel-nest into it with the fixture's package.json dependencies.
+ * `extraPackages` are installed in the same `npm install` (e.g. `['@nestjs/core@11']`).
+ */
+export function createPackedProject(fixture: string, extraPackages: string[] = []): PackedProject {
+  const source = join(ROOT, 'test', 'fixtures', fixture);
+  if (!existsSync(source) || !statSync(source).isDirectory()) {
+    throw new Error(`no fixture project at ${source}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), `otel-nest-${fixture.replaceAll('/', '-')}-`));
+  cpSync(source, dir, { recursive: true, filter: (path) => !path.includes('node_modules') });
+  const run = (args: string[], timeoutMs?: number): string => {
+    try {
+      return npm(args, dir, timeoutMs);
+    } catch (error) {
+      const failed = error as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`npm ${args.join(' ')} failed in ${dir}:\n${failed.stdout ?? ''}\n${failed.stderr ?? failed.message}`);
+    }
+  };
+  run(['install', '--no-package-lock', '--prefer-offline', packOtelNest(), ...extraPackages]);
+  return { dir, npm: run, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
