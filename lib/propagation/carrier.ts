@@ -1,0 +1,132 @@
+import {
+  propagation,
+  ROOT_CONTEXT,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  type Context,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
+import { diagLimited } from '../utils/diag-limited.js';
+import { contextFieldValue, isSendableFieldValue } from './header-values.js';
+
+/**
+ * The one inbound and outbound path of trace context for every channel. A channel supplies a
+ * getter that finds raw header values by name (case-insensitively, with every value of a
+ * repeated header) and a setter that writes one; this layer makes sure propagators only ever see
+ * text that passed {@link contextFieldValue}, and that only values passing
+ * {@link isSendableFieldValue} are written. Neither direction throws into the caller.
+ */
+
+const validatingGetters = new WeakMap<TextMapGetter<any>, TextMapGetter<any>>();
+const validatingSetters = new WeakMap<TextMapSetter<any>, TextMapSetter<any>>();
+
+/** `getter`, returning only validated values (see {@link contextFieldValue}). Memoized per getter. */
+export function validatingGetter<C>(getter: TextMapGetter<C>): TextMapGetter<C> {
+  let wrapped = validatingGetters.get(getter);
+  if (!wrapped) {
+    wrapped = {
+      keys(carrier: C): string[] {
+        try {
+          const keys = getter.keys(carrier);
+          return Array.isArray(keys) ? keys.filter((key) => typeof key === 'string') : [];
+        } catch {
+          return [];
+        }
+      },
+      get(carrier: C, key: string): string | undefined {
+        try {
+          return contextFieldValue(key.toLowerCase(), getter.get(carrier, key));
+        } catch {
+          return undefined;
+        }
+      },
+    };
+    validatingGetters.set(getter, wrapped);
+  }
+  return wrapped;
+}
+
+/** `setter`, writing only sendable values and never throwing. Memoized per setter. */
+export function validatingSetter<C>(setter: TextMapSetter<C>): TextMapSetter<C> {
+  let wrapped = validatingSetters.get(setter);
+  if (!wrapped) {
+    wrapped = {
+      set(carrier: C, key: string, value: string): void {
+        if (!isSendableFieldValue(key.toLowerCase(), value)) {
+          if (value !== '') {
+            diagLimited('warn', 'inject-invalid', `otel-nest: not sending the "${key}" header: its value is not a valid header value.`);
+          }
+          return;
+        }
+        try {
+          setter.set(carrier, key, value);
+        } catch (error) {
+          diagLimited('warn', 'inject-failed', `otel-nest: could not write the "${key}" header; the message goes out without it.`, error);
+        }
+      },
+    };
+    validatingSetters.set(setter, wrapped);
+  }
+  return wrapped;
+}
+
+/**
+ * The context carried by `carrier` on top of `base` (default: a fresh root, so nothing of the
+ * current request leaks into the next one), read through the validating layer. A carrier with
+ * no valid context gives `base` unchanged: a fresh root trace. Never throws.
+ */
+export function extractContext<C>(
+  carrier: C,
+  getter: TextMapGetter<C> = defaultTextMapGetter as TextMapGetter<C>,
+  base: Context = ROOT_CONTEXT,
+): Context {
+  try {
+    return propagation.extract(base, carrier, validatingGetter(getter));
+  } catch (error) {
+    diagLimited('warn', 'extract-failed', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+    return base;
+  }
+}
+
+/** Writes the context of `ctx` into `carrier` through the validating layer. Never throws. */
+export function injectContext<C>(
+  ctx: Context,
+  carrier: C,
+  setter: TextMapSetter<C> = defaultTextMapSetter as TextMapSetter<C>,
+): void {
+  try {
+    propagation.inject(ctx, carrier, validatingSetter(setter));
+  } catch (error) {
+    diagLimited('warn', 'inject-failed', 'otel-nest: the propagator failed to write trace context; the message goes out without it.', error);
+  }
+}
+
+/**
+ * Finds every value of header `name` in a plain header record, case-insensitively: the exact key
+ * first, then any key that differs only in case (`Traceparent` from a peer that canonicalizes
+ * names). Several matching keys give an array, so a `traceparent` sent twice under two spellings
+ * is seen as repeated (and so invalid). For channel getters over plain objects; never throws.
+ */
+export function findHeader(record: unknown, name: string): unknown {
+  if (record === null || typeof record !== 'object') {
+    return undefined;
+  }
+  try {
+    const wanted = name.toLowerCase();
+    const found: unknown[] = [];
+    for (const key of Object.keys(record)) {
+      if (key.toLowerCase() === wanted) {
+        const value = (record as Record<string, unknown>)[key];
+        if (Array.isArray(value)) {
+          found.push(...value);
+        } else if (value !== undefined) {
+          found.push(value);
+        }
+      }
+    }
+    return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
+  } catch {
+    return undefined;
+  }
+}
