@@ -14,17 +14,19 @@ export interface ChildApp {
 }
 
 /**
- * Starts `node [...nodeArgs] <fixture>` from the project root and waits for "LISTENING <port>".
- * The child loads otel-nest through its package name, from dist/ (built by `npm test`).
+ * Starts `node [...nodeArgs] <fixture>` in `cwd` (default: the project root) and waits for
+ * "LISTENING <port>". The child loads otel-nest through its package name: from the root, that is
+ * this repository's dist/ (built by `npm test`). `--import <package>` resolves from `cwd`.
  */
 export async function startChildApp(
   fixture: string,
   env: Record<string, string>,
   nodeArgs: string[] = [],
   timeoutMs = 20_000,
+  cwd = ROOT,
 ): Promise<ChildApp> {
   const child = spawn(process.execPath, [...nodeArgs, fixture], {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

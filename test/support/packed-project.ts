@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,15 +14,28 @@ import { ROOT } from './child-app.js';
 // Per test process: several test files (or runs) may pack at once.
 const PACK_DIR = join(ROOT, '.build', `pack-${process.pid}`);
 
+interface NpmOutput {
+  stdout: string;
+  stderr: string;
+}
+
 /** The npm executable next to the Node that runs the tests (the same npm the user would run). */
-function npm(args: string[], cwd: string, timeoutMs = 240_000): string {
-  return execFileSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, {
+function npm(args: string[], cwd: string, timeoutMs = 240_000): NpmOutput {
+  const result = spawnSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, {
     cwd,
     encoding: 'utf8',
     timeout: timeoutMs,
     env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (result.error) {
+    throw Object.assign(result.error, { stdout: result.stdout, stderr: result.stderr });
+  }
+  if (result.status !== 0) {
+    const reason = result.signal ? `was killed by ${result.signal}` : `exited with ${result.status}`;
+    throw Object.assign(new Error(`npm ${args.join(' ')} ${reason}`), { stdout: result.stdout, stderr: result.stderr });
+  }
+  return { stdout: result.stdout, stderr: result.stderr };
 }
 
 let packed: string | undefined;
@@ -53,6 +66,8 @@ export function packOtelNest(): string {
 export interface PackedProject {
   /** The project's directory (a fresh temporary directory). */
   readonly dir: string;
+  /** What `npm install` printed, stdout then stderr (npm's warnings, e.g. peer-dependency conflicts, are on stderr). */
+  readonly installOutput: string;
   /** Runs `npm <args>` in the project and returns its stdout; throws with stdout+stderr on failure. */
   npm(args: string[], timeoutMs?: number): string;
   /** Removes the directory. */
@@ -71,7 +86,7 @@ export function createPackedProject(fixture: string, extraPackages: string[] = [
   }
   const dir = mkdtempSync(join(tmpdir(), `otel-nest-${fixture.replaceAll('/', '-')}-`));
   cpSync(source, dir, { recursive: true, filter: (path) => !path.includes('node_modules') });
-  const run = (args: string[], timeoutMs?: number): string => {
+  const run = (args: string[], timeoutMs?: number): NpmOutput => {
     try {
       return npm(args, dir, timeoutMs);
     } catch (error) {
@@ -79,6 +94,18 @@ export function createPackedProject(fixture: string, extraPackages: string[] = [
       throw new Error(`npm ${args.join(' ')} failed in ${dir}:\n${failed.stdout ?? ''}\n${failed.stderr ?? failed.message}`);
     }
   };
-  run(['install', '--no-package-lock', '--prefer-offline', packOtelNest(), ...extraPackages]);
-  return { dir, npm: run, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  let install: NpmOutput;
+  try {
+    install = run(['install', '--no-package-lock', '--prefer-offline', packOtelNest(), ...extraPackages]);
+  } catch (error) {
+    // No project is returned, so no caller could remove the directory.
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    dir,
+    installOutput: `${install.stdout}\n${install.stderr}`,
+    npm: (args, timeoutMs) => run(args, timeoutMs).stdout,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
