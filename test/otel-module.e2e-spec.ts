@@ -1,10 +1,20 @@
 import 'reflect-metadata';
 import { Controller, Get, Injectable, Module, type INestApplication, type LoggerService } from '@nestjs/common';
+import { ClientsModule } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OtelConfigError, OtelModule, OtelServerNats, TraceService, type OtelModuleOptions } from '../lib/index.js';
+import {
+  OtelClientKafka,
+  OtelClientNats,
+  OtelConfigError,
+  OtelModule,
+  OtelServerKafka,
+  OtelServerNats,
+  TraceService,
+  type OtelModuleOptions,
+} from '../lib/index.js';
 import { expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
 import { plainRequest } from './support/http-request.js';
 
@@ -101,13 +111,31 @@ describe('OtelModule', () => {
     expect(summary[0]).not.toMatch(/NATS server/);
   });
 
-  it('the summary also names the traced transports the process created', async () => {
-    // Constructing the strategy registers it; nothing connects until listen().
-    new OtelServerNats({ servers: ['nats://127.0.0.1:4222'] });
-    const started = await startApp([OtelModule.forRoot({ ...recording, serviceName: 'with-nats', logSummary: true })]);
-    app = started.app;
-    const summary = started.logger.lines.find((line) => line.includes('with-nats'));
+  it("the summary names this application's traced transports, not every one the process created", async () => {
+    // Nothing connects: strategies connect in listen(), clients on first use.
+    const logger = new CapturingLogger();
+    @Module({
+      imports: [
+        OtelModule.forRoot({ ...recording, serviceName: 'with-transports', logSummary: true }),
+        ClientsModule.register([{ name: 'ORDERS', customClass: OtelClientKafka, options: { client: { brokers: ['127.0.0.1:9092'] } } }]),
+      ],
+      controllers: [PingController],
+    })
+    class TransportsModule {}
+    // Another application's, in the same process.
+    new OtelClientNats({ servers: ['nats://127.0.0.1:4222'] });
+    new OtelServerKafka({ client: { brokers: ['127.0.0.1:9092'] } });
+
+    const moduleRef = await Test.createTestingModule({ imports: [TransportsModule] }).setLogger(logger).compile();
+    app = moduleRef.createNestApplication({ logger });
+    app.connectMicroservice({ strategy: new OtelServerNats({ servers: ['nats://127.0.0.1:4222'] }) });
+    await app.init();
+    const summary = logger.lines.find((line) => line.includes('with-transports'));
     expect(summary).toMatch(/traced: .*NATS server/);
+    expect(summary).toMatch(/traced: .*Kafka client/);
+    expect(summary).not.toMatch(/NATS client|Kafka server/);
+    // No @nestjs/axios HttpModule in this application: HttpService is not listed.
+    expect(summary).not.toMatch(/HttpService/);
   });
 
   it.each([

@@ -177,6 +177,12 @@ export function requestAttributes(req: IncomingMessage, captureHeaders: readonly
   if (userAgent) {
     attributes[ATTR_USER_AGENT_ORIGINAL] = userAgent;
   }
+  return Object.assign(attributes, capturedRequestHeaders(req, captureHeaders));
+}
+
+/** `http.request.header.<name>` of the request headers asked for (lower-case names). */
+export function capturedRequestHeaders(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
+  const attributes: Attributes = {};
   for (const name of captureHeaders) {
     const value = req.headers[name];
     if (value !== undefined) {

@@ -79,7 +79,7 @@ const AXIOS_SPAN = Symbol.for('otel-nest.axios.span');
 const INSTRUMENTED = processGlobal('axios-instrumented', () => new WeakSet<object>());
 
 /** True when `@opentelemetry/instrumentation-http` has wrapped `http.request` (then it makes the CLIENT span). */
-function httpModuleIsInstrumented(): boolean {
+export function httpModuleIsInstrumented(): boolean {
   try {
     // The module object instrumentation-http patches in place (the same one `require` returns).
     const http = process.getBuiltinModule('node:http') as { request: { __wrapped?: boolean } };
@@ -201,17 +201,16 @@ export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShu
   constructor(
     @Inject(OTEL_MODULE_OPTIONS) moduleOptions: OtelModuleOptions,
     private readonly discovery: DiscoveryService,
-    sdk: OtelSdkService,
+    private readonly sdk: OtelSdkService,
   ) {
     this.options = resolveHttpClientOptions(moduleOptions.httpClient);
     if (this.options.fetch && sdk.isActive) {
       this.holdsUndici = acquireUndici();
       if (this.holdsUndici) {
         sdk.addTraced('fetch');
+      } else {
+        sdk.addTracedByOthers('fetch');
       }
-    }
-    if (this.options.httpService) {
-      sdk.addTraced('HttpService');
     }
   }
 
@@ -219,15 +218,25 @@ export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShu
     if (!this.options.httpService) {
       return;
     }
+    let instrumented = 0;
     try {
       for (const wrapper of this.discovery.getProviders()) {
         const instance = wrapper.instance as { constructor?: { name?: string }; axiosRef?: AxiosLike } | undefined;
         if (instance?.constructor?.name === 'HttpService' && isAxiosLike(instance.axiosRef)) {
           instrumentAxios(instance.axiosRef);
+          instrumented++;
         }
       }
     } catch (err) {
       diag.error('otel-nest: could not instrument HttpService instances.', err);
+    }
+    if (instrumented > 0) {
+      // The interceptors step aside per request while instrumentation-http wraps http.request.
+      if (httpModuleIsInstrumented()) {
+        this.sdk.addTracedByOthers('HttpService');
+      } else {
+        this.sdk.addTraced('HttpService');
+      }
     }
   }
 

@@ -10,7 +10,7 @@ import {
   type Context,
   type Span,
 } from '@opentelemetry/api';
-import { getRPCMetadata, RPCType } from '@opentelemetry/core';
+import { getRPCMetadata, isTracingSuppressed, RPCType, type RPCMetadata } from '@opentelemetry/core';
 import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -27,7 +27,14 @@ import {
 } from '../semconv.js';
 import { recordError } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
-import { hasBody, httpSpanName, normalizeMethod, requestAttributes, samplingAttributes } from './http-attributes.js';
+import {
+  capturedRequestHeaders,
+  hasBody,
+  httpSpanName,
+  normalizeMethod,
+  requestAttributes,
+  samplingAttributes,
+} from './http-attributes.js';
 
 /** What we know about one request while it runs; stored in its context. */
 export interface HttpRequestState {
@@ -36,6 +43,8 @@ export interface HttpRequestState {
   readonly method: string;
   /** True when the SERVER span belongs to another instrumentation (instrumentation-http) and we only enrich it. */
   readonly enriching: boolean;
+  /** instrumentation-http's record of the request, when enriching: it names its span from `route`. */
+  readonly rpcMetadata?: RPCMetadata;
   route?: string;
   /** The error a handler threw, kept so that a 5xx answer can record it once with its type. */
   error?: unknown;
@@ -62,6 +71,28 @@ interface HookableAdapter {
 
 /** Marks adapters we already hooked, so that two OtelModule imports never trace a request twice. */
 const HOOKED = Symbol.for('otel-nest.http.hooked');
+
+/**
+ * instrumentation-http's record of the request whose context `ctx` is: it starts the SERVER span
+ * before the framework sees the request and stores it, as RPC metadata, in the context it runs the
+ * request in. The key is a `Symbol.for` key, so any copy of `@opentelemetry/core` finds it, and
+ * the express and router instrumentations keep it in the contexts of the middleware spans they
+ * start, so it is found even when one of those is the active span.
+ */
+function httpRpcMetadata(ctx: Context): RPCMetadata | undefined {
+  const rpcMetadata = getRPCMetadata(ctx);
+  return rpcMetadata?.type === RPCType.HTTP && rpcMetadata.span ? rpcMetadata : undefined;
+}
+
+/** True when instrumentation-http (or another wrapper that marks itself the same way) traces incoming requests. */
+export function httpServerIsInstrumented(): boolean {
+  try {
+    const http = process.getBuiltinModule('node:http') as { Server: { prototype: { emit: { __wrapped?: boolean } } } };
+    return http.Server.prototype.emit.__wrapped === true;
+  } catch {
+    return false;
+  }
+}
 
 /** Resolved HTTP server options. */
 export interface ResolvedHttpServerOptions {
@@ -133,7 +164,14 @@ export class HttpServerInstrumentation implements OnModuleInit {
     }
     this.installed = true;
     const isFastify = adapter.getType?.() === 'fastify';
-    this.sdk.addTraced(`HTTP server (${isFastify ? 'fastify' : 'express'})`);
+    const framework = isFastify ? 'fastify' : 'express';
+    // What the request hook will find is only certain per request; a wrapped Server#emit says
+    // instrumentation-http is there and will own the SERVER spans.
+    this.sdk.addTraced(
+      httpServerIsInstrumented()
+        ? `HTTP server (${framework}, enriching instrumentation-http's SERVER spans)`
+        : `HTTP server (${framework})`,
+    );
     if (adapter[HOOKED]) {
       return;
     }
@@ -179,15 +217,25 @@ export class HttpServerInstrumentation implements OnModuleInit {
     }
     const { method } = normalizeMethod(req.method);
     const active = context.active();
-    const upstream = trace.getSpan(active);
-    // instrumentation-http already made a SERVER span for this request: enrich it, never add a second.
-    const enriching = upstream !== undefined && (upstream as { kind?: SpanKind }).kind === SpanKind.SERVER;
+    if (isTracingSuppressed(active)) {
+      // instrumentation-http's ignoreIncomingRequestHook said not to trace this request.
+      return undefined;
+    }
+    // instrumentation-http already made the SERVER span for this request: enrich it, never add a
+    // second. The active span is not a reliable sign of it: instrumentation-express and -router
+    // wrap the middleware that runs this hook in spans of their own.
+    const rpcMetadata = httpRpcMetadata(active);
+    const enriching = rpcMetadata !== undefined;
 
     let span: Span;
     let ctx: Context;
-    if (enriching) {
-      span = upstream;
-      ctx = active;
+    if (rpcMetadata) {
+      span = rpcMetadata.span;
+      // The request goes on under its SERVER span, whatever middleware span is active here.
+      ctx = trace.setSpan(active, span);
+      if (this.options.requestHeaders.length > 0 && span.isRecording()) {
+        span.setAttributes(capturedRequestHeaders(req, this.options.requestHeaders));
+      }
     } else {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
       // whatever context happened to be active, and bad headers simply yield a new trace.
@@ -204,7 +252,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
       }
       ctx = trace.setSpan(parent, span);
     }
-    const state: HttpRequestState = { span, method, enriching, ended: false };
+    const state: HttpRequestState = rpcMetadata
+      ? { span, method, enriching, rpcMetadata, ended: false }
+      : { span, method, enriching, ended: false };
     ctx = ctx.setValue(HTTP_REQUEST_STATE, state);
 
     // Body parsers (and multer and the like) continue the request from the request stream's
@@ -213,8 +263,39 @@ export class HttpServerInstrumentation implements OnModuleInit {
     if (hasBody(req)) {
       context.bind(ctx, req);
     }
-    res.once('close', () => this.onClose(state, req, res, fastifyRequest));
+    if (enriching) {
+      // instrumentation-http names and ends its span on 'close', from a listener added before
+      // this one; 'finish' comes first. An aborted response has no 'finish': its owner ends it as is.
+      res.once('finish', () => this.onEnrichedFinish(state, req, res, fastifyRequest));
+    } else {
+      res.once('close', () => this.onClose(state, req, res, fastifyRequest));
+    }
     return ctx;
+  }
+
+  /** Completes instrumentation-http's SERVER span with what we know; its owner sets the status and ends it. */
+  private onEnrichedFinish(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyRequest: unknown): void {
+    if (state.ended) {
+      return;
+    }
+    state.ended = true;
+    try {
+      if (!state.span.isRecording()) {
+        return;
+      }
+      if (!state.route) {
+        const route = frameworkRoute(req, fastifyRequest);
+        if (route) {
+          setRoute(state, route);
+        }
+      }
+      this.setResponseHeaders(state.span, res);
+      if (res.statusCode >= 500 && state.error !== undefined) {
+        recordError(state.span, state.error, String(res.statusCode));
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not complete the HTTP server span.', err);
+    }
   }
 
   private onClose(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyRequest: unknown): void {
@@ -229,24 +310,12 @@ export class HttpServerInstrumentation implements OnModuleInit {
           setRoute(state, route);
         }
       }
-      if (state.enriching) {
-        // The owner of the span sets status and ends it.
-        return;
-      }
       const { span } = state;
       const status = res.statusCode;
       if (res.headersSent || res.writableFinished) {
         span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       }
-      for (const name of this.options.responseHeaders) {
-        const value = res.getHeader(name);
-        if (value !== undefined) {
-          span.setAttribute(
-            ATTR_HTTP_RESPONSE_HEADER_PREFIX + name,
-            Array.isArray(value) ? value.map(String) : [String(value)],
-          );
-        }
-      }
+      this.setResponseHeaders(span, res);
       if (!res.writableFinished) {
         // The connection closed before the response was complete (client abort, socket error).
         span.setAttribute(ATTR_ERROR_TYPE, res.headersSent ? String(status) : '_OTHER');
@@ -263,8 +332,15 @@ export class HttpServerInstrumentation implements OnModuleInit {
     } catch (err) {
       diag.error('otel-nest: could not complete the HTTP server span.', err);
     } finally {
-      if (!state.enriching) {
-        state.span.end();
+      state.span.end();
+    }
+  }
+
+  private setResponseHeaders(span: Span, res: ServerResponse): void {
+    for (const name of this.options.responseHeaders) {
+      const value = res.getHeader(name);
+      if (value !== undefined) {
+        span.setAttribute(ATTR_HTTP_RESPONSE_HEADER_PREFIX + name, Array.isArray(value) ? value.map(String) : [String(value)]);
       }
     }
   }
@@ -279,12 +355,11 @@ export function setRoute(state: HttpRequestState, route: string): void {
   state.route = route;
   state.span.setAttribute(ATTR_HTTP_ROUTE, route);
   state.span.updateName(httpSpanName(state.method, route));
-  if (state.enriching) {
-    // instrumentation-http names its span from this when the request ends.
-    const rpcMetadata = getRPCMetadata(context.active());
-    if (rpcMetadata?.type === RPCType.HTTP) {
-      rpcMetadata.route = route;
-    }
+  if (state.rpcMetadata) {
+    // When the response closes, instrumentation-http sets `http.route` from this and renames its
+    // span `{request.method} {route}`, over the name given here. express and router instrumentations
+    // write it on every layer they enter; the route hook runs in the handler's layer, after them.
+    state.rpcMetadata.route = route;
   }
 }
 

@@ -2,13 +2,16 @@ import {
   Inject,
   Injectable,
   Logger,
+  Optional,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
+import { DiscoveryService, ModulesContainer } from '@nestjs/core';
+import { diag } from '@opentelemetry/api';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
 import { resolveSdkConfig, type ResolvedSdkConfig } from './resolve-config.js';
-import { tracedTransports } from '../transports/shared/messaging-tracing.js';
+import { tracedTransportLabel } from '../transports/shared/messaging-tracing.js';
 import { acquireSdk, releaseSdk, type SdkHandle } from './sdk-handle.js';
 
 /**
@@ -24,9 +27,14 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
   readonly config: ResolvedSdkConfig;
   private readonly handle: SdkHandle;
   private readonly traced: string[] = [];
+  private readonly tracedByOthers: string[] = [];
   private released = false;
 
-  constructor(@Inject(OTEL_MODULE_OPTIONS) options: OtelModuleOptions) {
+  constructor(
+    @Inject(OTEL_MODULE_OPTIONS) options: OtelModuleOptions,
+    @Optional() private readonly modules?: ModulesContainer,
+    @Optional() private readonly discovery?: DiscoveryService,
+  ) {
     // Wrong options throw here, at bootstrap, with a message that says how to fix them.
     this.config = resolveSdkConfig(options);
     this.handle = acquireSdk(this.config);
@@ -41,6 +49,17 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
   addTraced(what: string): void {
     if (!this.traced.includes(what)) {
       this.traced.push(what);
+    }
+  }
+
+  /**
+   * Called by the instrumentations that step aside because another instrumentation already traces
+   * the same calls (the application's instrumentation-undici, instrumentation-http), so that the
+   * summary says who traces them.
+   */
+  addTracedByOthers(what: string): void {
+    if (!this.tracedByOthers.includes(what)) {
+      this.tracedByOthers.push(what);
     }
   }
 
@@ -69,10 +88,12 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
     await releaseSdk(this.handle);
   }
 
-  /** One line: service, exporter, sampler, propagators, what is traced. */
+  /** One line: service, exporter, sampler, propagators, what is traced (and what others trace). */
   summary(): string {
-    const all = [...this.traced, ...tracedTransports()];
+    const all = [...this.traced, ...this.applicationTransports()];
     const traced = all.length > 0 ? all.join(', ') : 'nothing automatically';
+    const byOthers =
+      this.tracedByOthers.length > 0 ? `; already traced by other instrumentations: ${this.tracedByOthers.join(', ')}` : '';
     if (this.handle.disabled) {
       return `Tracing is OFF (${this.handle.disabledReason ?? 'SDK disabled'}); traced if enabled: ${traced}.`;
     }
@@ -83,7 +104,32 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
       : "the application's own SDK";
     return (
       `Tracing service "${this.handle.serviceName}" (${sdk}): exporter ${this.handle.exporterDescription}, ` +
-      `sampler ${this.handle.samplerDescription}, propagators ${this.handle.propagatorDescription}; traced: ${traced}.`
+      `sampler ${this.handle.samplerDescription}, propagators ${this.handle.propagatorDescription}; traced: ${traced}${byOthers}.`
     );
+  }
+
+  /**
+   * The traced transports of this application, not of the whole process (several applications
+   * can share one): its microservice strategies, which Nest announces on the application's RPC
+   * target registry, and its client providers (`ClientsModule.register({ customClass })`).
+   */
+  private applicationTransports(): string[] {
+    const found = new Set<string>();
+    const note = (candidate: unknown): void => {
+      const label = tracedTransportLabel(candidate);
+      if (label) {
+        found.add(label);
+      }
+    };
+    try {
+      // A ReplaySubject: subscribing replays every target registered so far, synchronously.
+      this.modules?.getRpcTargetRegistry?.().subscribe(note).unsubscribe();
+      for (const wrapper of this.discovery?.getProviders() ?? []) {
+        note(wrapper.instance);
+      }
+    } catch (err) {
+      diag.error('otel-nest: could not list the traced transports for the startup summary.', err);
+    }
+    return [...found];
   }
 }

@@ -69,7 +69,7 @@ export class OtelClientKafka extends ClientKafka {
 
   constructor(options: OtelClientKafkaOptions) {
     super(options);
-    noteTracedTransport('Kafka client');
+    noteTracedTransport(this, 'Kafka client');
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

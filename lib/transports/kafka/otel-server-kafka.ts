@@ -92,7 +92,7 @@ export class OtelServerKafka extends ServerKafka {
   constructor(options: OtelServerKafkaOptions = {}) {
     const { otel, ...kafkaOptions } = options ?? {};
     super(kafkaOptions as KafkaServerOptions);
-    noteTracedTransport('Kafka server');
+    noteTracedTransport(this, 'Kafka server');
     this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), otel);
     this.tracer.chainStart(this.innerStartHook);
     this.tracer.chainEnd(this.innerEndHook);

@@ -49,7 +49,7 @@ export class OtelClientNats extends ClientNats {
 
   constructor(options: NatsClientOptions = {}) {
     super(options);
-    noteTracedTransport('NATS client');
+    noteTracedTransport(this, 'NATS client');
   }
 
   /**

@@ -84,7 +84,7 @@ export class OtelServerNats extends ServerNats {
   constructor(options: OtelServerNatsOptions = {}) {
     const { otel, ...natsOptions } = options ?? {};
     super(natsOptions);
-    noteTracedTransport('NATS server');
+    noteTracedTransport(this, 'NATS server');
     this.natsOptions = natsOptions;
     this.consumerTracer = new ConsumerTracer<NatsContext>(this, (ctx) => this.describe(ctx), otel);
     super.setOnProcessingStartHook(this.consumerTracer.startHook as StartHook);

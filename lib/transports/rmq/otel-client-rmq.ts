@@ -68,7 +68,7 @@ export class OtelClientRMQ extends ClientRMQ {
 
   constructor(options: OtelClientRmqOptions) {
     super(options);
-    noteTracedTransport('RabbitMQ client');
+    noteTracedTransport(this, 'RabbitMQ client');
     this.connectionAttributes = serverAttributes(options?.urls);
   }
 

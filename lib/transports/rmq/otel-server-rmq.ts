@@ -72,7 +72,7 @@ export class OtelServerRMQ extends ServerRMQ {
   constructor(options: OtelServerRmqOptions = {}) {
     const { otel, ...rmqOptions } = options;
     super(rmqOptions);
-    noteTracedTransport('RabbitMQ server');
+    noteTracedTransport(this, 'RabbitMQ server');
     this.connectionAttributes = serverAttributes(rmqOptions.urls);
     this.tracer = new ConsumerTracer<RmqContext>(this, (ctx) => this.describe(ctx), otel);
     // The tracer starts the span and runs the rest of the pipeline in its context; the context is

@@ -255,16 +255,19 @@ export function bodySize(data: unknown): number | undefined {
 }
 
 /**
- * Which traced transport classes this process created (`NATS server`, `Kafka client`, ...), for
- * the module's startup summary. Process-wide, so that copies of this module agree.
+ * The traced transports created in this process, each with its label for the startup summary
+ * (`NATS server`, `Kafka client`, ...). Process-wide, so that copies of this module agree; the
+ * summary of one application names only the instances that application uses (its RPC targets and
+ * client providers), not every instance of the process.
  */
-const tracedTransportSet = (): Set<string> => processGlobal('traced-transports', () => new Set<string>());
+const tracedTransportLabels = (): WeakMap<object, string> =>
+  processGlobal('traced-transport-labels', () => new WeakMap<object, string>());
 
-export function noteTracedTransport(what: string): void {
-  tracedTransportSet().add(what);
+export function noteTracedTransport(transport: object, what: string): void {
+  tracedTransportLabels().set(transport, what);
 }
 
-/** The traced transports created so far in this process, in creation order. */
-export function tracedTransports(): string[] {
-  return [...tracedTransportSet()];
+/** The summary label of a traced transport instance, or undefined for anything else. */
+export function tracedTransportLabel(candidate: unknown): string | undefined {
+  return typeof candidate === 'object' && candidate !== null ? tracedTransportLabels().get(candidate) : undefined;
 }
