@@ -18,7 +18,7 @@ import {
   type RecordMetadataLike,
   type SerializerLike,
 } from './kafka-tracing.js';
-import { SEND_CANCELLED, traceRequestReply } from '../shared/producer-tracer.js';
+import { pendingRequestsFor, SEND_CANCELLED, traceRequestReply } from '../shared/producer-tracer.js';
 
 /** Options of {@link OtelClientKafka}: exactly those of Nest's `ClientKafka`. */
 export type OtelClientKafkaOptions = Required<KafkaOptions>['options'];
@@ -66,10 +66,22 @@ export class OtelClientKafka extends ClientKafka {
    * `ClientsModule.register`, which Nest's own `ClientKafka` is not under `strict`.
    */
   protected declare _status$: ReplaySubject<any>;
+  /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
+  private readonly pendingRequests = pendingRequestsFor(this);
 
   constructor(options: OtelClientKafkaOptions) {
     super(options);
     noteTracedTransport(this, 'Kafka client');
+  }
+
+  /**
+   * Nest's close. On a Nest whose close leaves requests in flight pending (Nest 11), their
+   * PRODUCER spans end first, with ERROR and `error.type` `client_closed`; Nest 12.1 fails
+   * those requests itself ('Connection closed'), and their spans get that error.
+   */
+  override async close(): Promise<void> {
+    this.pendingRequests?.endAllClosed();
+    return super.close();
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
@@ -77,7 +89,7 @@ export class OtelClientKafka extends ClientKafka {
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return source;
     }
-    return traceRequestReply(source, () => this.startProducer(pattern, false));
+    return traceRequestReply(source, () => this.startProducer(pattern, false), undefined, this.pendingRequests);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
@@ -119,11 +131,15 @@ export class OtelClientKafka extends ClientKafka {
   /**
    * The kafkajs client, with a producer whose `send` also reports the broker's acknowledgement
    * (partition, offset) to the span of the record: Nest's request path does not return it. The
-   * driver itself is untouched; Nest 11 builds the client synchronously, Nest 12 asynchronously.
+   * driver itself is untouched; Nest 11 builds the client synchronously, Nest 12 asynchronously,
+   * and so does this override. The return type is the base class's, whichever Nest the
+   * declarations are compiled against (`T` with Nest 11's typings, `Promise<T>` with Nest 12's).
    */
-  override createClient<T = any>(): Promise<T> {
+  override createClient<T = any>(): ReturnType<typeof ClientKafka.prototype.createClient<T>> {
     const made: unknown = super.createClient<T>();
-    return (isThenable(made) ? Promise.resolve(made).then(reportingAcks) : reportingAcks(made)) as Promise<T>;
+    return (isThenable(made) ? Promise.resolve(made).then(reportingAcks) : reportingAcks(made)) as ReturnType<
+      typeof ClientKafka.prototype.createClient<T>
+    >;
   }
 
   protected override assignPacketId(packet: ReadPacket): ReadPacket & PacketId {

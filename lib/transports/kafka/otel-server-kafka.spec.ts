@@ -7,6 +7,7 @@ import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } 
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { of, throwError } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { NEST_MAJOR } from '../../../test/support/nest-version.js';
 import { OtelServerKafka } from './otel-server-kafka.js';
 
 const exporter = new InMemorySpanExporter();
@@ -105,7 +106,9 @@ describe('OtelServerKafka (without a broker)', () => {
       'nestjs.handler.type': 'event',
     });
     expect(seen).toEqual([span!.spanContext().spanId]);
-    expect(ends).toHaveLength(1);
+    // The user's end hook runs when Nest calls it: Nest 12 does for every event, Nest 11 only after
+    // a handler that returned an Observable (the next test simulates that on Nest 12).
+    expect(ends).toHaveLength(NEST_MAJOR >= 12 ? 1 : 0);
   });
 
   it('Nest 11 behaviour (no end hook after a handler that returns a Promise): the span still ends, user end hook not invented', async () => {
@@ -157,14 +160,22 @@ describe('OtelServerKafka (without a broker)', () => {
     expect(ends).toHaveLength(1);
   });
 
-  it('a reply that cannot be published fails the CONSUMER span', async () => {
+  it('a reply that cannot be published fails the CONSUMER span; the publish error goes on to Nest unchanged', async () => {
     const { instance } = server({}, new Error('broker gone'));
     instance.addHandler('orders.get', async () => of({ ok: true }), false);
+    // What Nest's Server#send gets back from the reply publisher. Nest 12 logs such a rejection;
+    // Nest 11 does not catch it (an unhandled rejection, as without otel-nest), so the test
+    // takes it here, on both, before Nest does.
+    const rejections: unknown[] = [];
+    const send = instance.send.bind(instance);
+    instance.send = (stream$, respond) =>
+      send(stream$, (packet) => Promise.resolve(respond(packet)).catch((err: unknown) => void rejections.push(err)));
 
     await instance.handleMessage(payload('orders.get', REQUEST_HEADERS));
     await vi.waitFor(() => expect(exporter.getFinishedSpans()).toHaveLength(1));
     const [span] = exporter.getFinishedSpans();
     expect(span!.status).toMatchObject({ code: SpanStatusCode.ERROR, message: 'broker gone' });
+    await vi.waitFor(() => expect(rejections).toEqual([new Error('broker gone')]));
   });
 
   it('a request failing with KafkaRetriableException: ERROR span, no reply, kafkajs gets the error (and redelivers)', async () => {
@@ -178,7 +189,8 @@ describe('OtelServerKafka (without a broker)', () => {
     expect(span!.status.code).toBe(SpanStatusCode.ERROR);
     expect(span!.attributes['error.type']).toBe('KafkaRetriableException');
     expect(replies).toEqual([]);
-    expect(ends).toHaveLength(1);
+    // Nest 12 runs the end hook when processing rejects, Nest 11 does not; the span ends either way.
+    expect(ends).toHaveLength(NEST_MAJOR >= 12 ? 1 : 0);
   });
 
   it('`otel` options are ours: Nest\'s server does not see them', () => {

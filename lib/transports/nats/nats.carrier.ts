@@ -1,4 +1,5 @@
 import { diag, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { natsDriverNames } from '../../nest-compat.js';
 
 /**
  * The part of a NATS `MsgHdrs` the carrier uses. Both drivers Nest loads (`@nats-io/transport-node`
@@ -97,23 +98,26 @@ type HeadersFactory = () => NatsHeaders;
 
 // `undefined`: not loaded yet; `null`: no driver found.
 let headersFactory: HeadersFactory | null | undefined;
+let loadedDriver: string | undefined;
 let loading: Promise<void> | undefined;
 
 /**
- * Loads the NATS driver's `headers()` factory: `@nats-io/transport-node` (what Nest 12 loads), else
- * `nats` (Nest 11). Called by the traced NATS client and server before they connect, so that
+ * Loads the NATS driver's `headers()` factory: the driver the running Nest loads first
+ * (`@nats-io/transport-node` for Nest 12, `nats` for Nest 11, see `natsDriverNames`), else the
+ * other one. Called by the traced NATS client and server before they connect, so that
  * {@link createNatsHeaders} can stay synchronous on the message path. A dynamic `import()`, never a
  * static one, so the driver stays optional; the same statement works in the ESM and CommonJS builds.
  * Never rejects.
  */
 export function loadNatsDriver(): Promise<void> {
   loading ??= (async () => {
-    for (const name of ['@nats-io/transport-node', 'nats']) {
+    for (const name of natsDriverNames()) {
       try {
         const driver = (await import(name)) as { headers?: () => NatsHeaders; default?: { headers?: () => NatsHeaders } };
         const create = driver.headers ?? driver.default?.headers;
         if (typeof create === 'function') {
           headersFactory = () => create();
+          loadedDriver = name;
           return;
         }
       } catch {
@@ -126,6 +130,11 @@ export function loadNatsDriver(): Promise<void> {
     );
   })();
   return loading;
+}
+
+/** The package the headers factory came from, once {@link loadNatsDriver} found one. */
+export function loadedNatsDriver(): string | undefined {
+  return loadedDriver;
 }
 
 /**

@@ -5,7 +5,7 @@ import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_I
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
 import { copyNatsHeaders, loadNatsDriver, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
-import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
+import { pendingRequestsFor, SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 
 type NatsClientOptions = Required<NatsOptions>['options'];
 
@@ -46,6 +46,8 @@ export class OtelClientNats extends ClientNats {
    * `ClientsModule.register`, which Nest's own `ClientNats` is not under `strict`.
    */
   protected declare _status$: ReplaySubject<any>;
+  /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
+  private readonly pendingRequests = pendingRequestsFor(this);
 
   constructor(options: NatsClientOptions = {}) {
     super(options);
@@ -62,12 +64,22 @@ export class OtelClientNats extends ClientNats {
     return context.with(ROOT_CONTEXT, () => super.connect());
   }
 
+  /**
+   * Nest's close. On a Nest whose close leaves requests in flight pending (Nest 11), their
+   * PRODUCER spans end first, with ERROR and `error.type` `client_closed`; Nest 12.1 fails
+   * those requests itself ('Connection closed'), and their spans get that error.
+   */
+  override async close(): Promise<void> {
+    this.pendingRequests?.endAllClosed();
+    return super.close();
+  }
+
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     const source = super.send<TResult, TInput>(pattern, data);
     if (isNil(pattern) || isNil(data)) {
       return source;
     }
-    return traceRequestReply(source, () => this.startProducer(pattern, false));
+    return traceRequestReply(source, () => this.startProducer(pattern, false), undefined, this.pendingRequests);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

@@ -51,10 +51,6 @@ interface IncomingNatsMessage {
   requestId?: string;
 }
 
-/** Nest 12 (`runWithProcessingHooks`) runs the end hook once every request's reply stream settles. */
-const NEST_ENDS_EVERY_REQUEST =
-  typeof (ServerNats.prototype as unknown as Record<string, unknown>)['runWithProcessingHooks'] === 'function';
-
 // Set around `handleMessage`, so that `handleEvent` and `getPublisher`, which run in its async
 // flow and receive the message's NatsContext, can tie the raw message to that context.
 const INCOMING_NATS_MESSAGE = createContextKey('otel-nest incoming NATS message');
@@ -133,28 +129,24 @@ export class OtelServerNats extends ServerNats {
     return super.handleEvent(pattern, packet, ctx);
   }
 
-  /** Called for request-reply messages only, before processing starts; `id` is Nest's correlation id. */
+  /**
+   * Called for request-reply messages only, before processing starts; `id` is Nest's correlation
+   * id. Each reply goes through `publishReply`: Nest 11 runs the end hook inside every reply's
+   * publish, and the span must last until the reply stream settles (see `send`).
+   */
   override getPublisher(natsMsg: any, id: string, ctx: NatsContext): (response: any) => any {
     this.remember(ctx, id);
     const publish = super.getPublisher(natsMsg, id, ctx);
-    if (natsMsg?.reply || NEST_ENDS_EVERY_REQUEST) {
-      return publish;
-    }
-    // Nest 11 runs the end hook from the reply publisher only, after a reply subject check: a
-    // request without one (a non-Nest peer's publish with an id) would leave its span open.
-    return (response: any) => {
-      try {
-        return publish(response);
-      } finally {
-        if (response?.isDisposed) {
-          this.consumerTracer.endHook(this.transportId, ctx);
-        }
-      }
-    };
+    return (response: any) => this.consumerTracer.publishReply(ctx, response, () => publish(response));
   }
 
+  /**
+   * A request's span ends when its reply stream settles, as Nest 12.1 runs the end hook. Nest 11
+   * runs it from the reply publisher only, and not at all for a request without a reply subject
+   * (a non-Nest peer's publish with an id), whose publisher is a no-op.
+   */
   override send(stream$: Observable<any>, respond: (data: WritePacket) => Promise<unknown> | void): Subscription {
-    return super.send(this.consumerTracer.watchReply(stream$), respond);
+    return super.send(this.consumerTracer.watchReply(stream$, true), respond);
   }
 
   /** Replies carry the consumer's context in their NATS headers. */

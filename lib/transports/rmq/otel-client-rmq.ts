@@ -19,7 +19,7 @@ import { addAttributes } from '../../utils/attributes.js';
 import { injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
-import { SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
+import { pendingRequestsFor, SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 
 /** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
 export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
@@ -65,6 +65,8 @@ export class OtelClientRMQ extends ClientRMQ {
    */
   protected declare _status$: ReplaySubject<any>;
   private readonly connectionAttributes: Attributes;
+  /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
+  private readonly pendingRequests = pendingRequestsFor(this);
 
   constructor(options: OtelClientRmqOptions) {
     super(options);
@@ -80,13 +82,28 @@ export class OtelClientRMQ extends ClientRMQ {
     return context.with(ROOT_CONTEXT, () => super.connect());
   }
 
+  /**
+   * Nest's close. On a Nest whose close leaves requests in flight pending (Nest 11), their
+   * PRODUCER spans end first, with ERROR and `error.type` `client_closed`; Nest 12.1 fails
+   * those requests itself ('Connection closed'), and their spans get that error.
+   */
+  override async close(): Promise<void> {
+    this.pendingRequests?.endAllClosed();
+    return super.close();
+  }
+
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     const source$ = super.send<TResult, TInput>(pattern, data);
     if (isNil(pattern) || isNil(data)) {
       // Nest answers with an InvalidMessageException without publishing anything.
       return source$;
     }
-    return traceRequestReply(source$, () => this.startProducer(pattern, data, false, context.active()), recordable);
+    return traceRequestReply(
+      source$,
+      () => this.startProducer(pattern, data, false, context.active()),
+      recordable,
+      this.pendingRequests,
+    );
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

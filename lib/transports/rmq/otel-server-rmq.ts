@@ -99,9 +99,9 @@ export class OtelServerRMQ extends ServerRMQ {
 
   /** Nest's lookup (wildcards included), cached per pattern: Nest and the tracer each look up every message's handler. */
   override getHandlerByPattern(pattern: string): MessageHandler | null {
-    // Nest fills `wildcardHandlers` (Nest 12) from the registered handlers when it starts listening.
-    const wildcards = (this as unknown as { wildcardHandlers?: Map<unknown, unknown> }).wildcardHandlers;
-    const version = this.messageHandlers.size * 65_536 + (wildcards?.size ?? 0);
+    // Nest (11 and 12) fills its protected `wildcardHandlers` from the registered handlers when it
+    // starts listening with `wildcards: true`; it is undefined while Nest's constructor runs.
+    const version = this.messageHandlers.size * 65_536 + (this.wildcardHandlers?.size ?? 0);
     // Nest's constructor can call this before this class's fields exist.
     return this.handlerCache
       ? this.handlerCache.lookup(pattern, version, () => super.getHandlerByPattern(pattern))
@@ -118,17 +118,19 @@ export class OtelServerRMQ extends ServerRMQ {
     return super.handleEvent(pattern, packet, rmqContext);
   }
 
+  /** A request's span ends when its reply stream settles, on Nest 11 as on Nest 12.1 (see sendMessage). */
   override send(stream$: Observable<any>, respond: (data: WritePacket) => Promise<unknown> | void): Subscription {
-    return super.send(this.tracer.watchReply(stream$), respond);
+    return super.send(this.tracer.watchReply(stream$, true), respond);
   }
 
   override sendMessage<T = any>(message: T, replyTo: any, correlationId: string, rmqContext: RmqContext): void {
     // Nest serializes the reply synchronously inside `sendMessage`, where the wrapped serializer
-    // (see initializeSerializer) adds the headers of this context.
+    // (see initializeSerializer) adds the headers of this context. Nest 11 also runs the end hook
+    // in here, for every reply: `publishReply` keeps the span open until the last one.
     const previous = this.replyContext;
     this.replyContext = this.replyContexts.get(rmqContext);
     try {
-      super.sendMessage(message, replyTo, correlationId, rmqContext);
+      this.tracer.publishReply(rmqContext, message, () => super.sendMessage(message, replyTo, correlationId, rmqContext));
     } finally {
       this.replyContext = previous;
     }

@@ -1,5 +1,5 @@
 import { context, diag } from '@opentelemetry/api';
-import { tap, type Observable } from 'rxjs';
+import { finalize, tap, type Observable } from 'rxjs';
 import {
   endConsumerSpan,
   getConsumerState,
@@ -29,13 +29,17 @@ export interface HandlerLookup {
  * - `setOnProcessingStartHook` / `setOnProcessingEndHook` overrides: `tracer.chainStart(hook)`,
  *   so hooks set by others (e.g. @nestjs/observe) still run, inside our span;
  * - `handleEvent` override: `tracer.markEvent(ctx)` before `super.handleEvent(...)`;
- * - `send` override: `super.send(tracer.watchReply(stream$), respond)`.
+ * - `send` override: `super.send(tracer.watchReply(stream$, endOnSettle), respond)`;
+ * - around each reply's publish, where Nest 11 calls the end hook: `tracer.publishReply(ctx, packet, publish)`
+ *   (NATS, RabbitMQ; the Kafka server ends its spans after the reply is published, its own way).
  */
 export class ConsumerTracer<Ctx extends object> {
   private userStart?: ProcessingStartHook;
   private userEnd?: ProcessingEndHook;
   private readonly states = new WeakMap<object, ConsumerState>();
   private readonly events = new WeakSet<object>();
+  /** Contexts whose end hook call comes from a reply that is not the last (see publishReply). */
+  private readonly heldOpen = new WeakSet<object>();
 
   constructor(
     private readonly server: HandlerLookup,
@@ -94,26 +98,55 @@ export class ConsumerTracer<Ctx extends object> {
   };
 
   readonly endHook: ProcessingEndHook = (transportId, ctx) => {
-    this.end(ctx);
+    if (!(isObject(ctx) && this.heldOpen.has(ctx))) {
+      this.end(ctx);
+    }
     this.userEnd?.(transportId, ctx);
   };
 
   /**
+   * Publishes one reply of a request. Nest 12.1 runs the end hook once, when the handler's reply
+   * stream has settled; Nest 11 (and 12.0) run it inside the publish of every reply (NATS,
+   * RabbitMQ), which would end a streamed reply's span at its first value. An end hook called
+   * from a reply that is not the last (`isDisposed`) leaves the span open (it ends when the stream
+   * settles, see watchReply); the user's end hook still runs whenever Nest calls it. Nest 12.1
+   * calls no hook in here, so this changes nothing there.
+   */
+  publishReply<T>(ctx: unknown, reply: unknown, publish: () => T): T {
+    if (!isObject(ctx) || isLastReply(reply)) {
+      return publish();
+    }
+    this.heldOpen.add(ctx);
+    try {
+      return publish();
+    } finally {
+      this.heldOpen.delete(ctx);
+    }
+  }
+
+  /**
    * Returns the reply stream with a tap that keeps the first error for the span. The error
    * notification reaches this tap before Nest's end hook runs (the hook is a `finalize`).
+   *
+   * `endOnSettle`: the span also ends when the stream completes, errors or is unsubscribed, which
+   * is when Nest 12.1 runs the end hook. Nest 11 runs it in the publish of each reply instead
+   * (see publishReply), the last one published a tick after the stream settled; ending here gives
+   * the span the same extent on both. Ending twice is harmless: a span ends once.
    */
-  watchReply<T>(stream$: Observable<T>): Observable<T> {
+  watchReply<T>(stream$: Observable<T>, endOnSettle = false): Observable<T> {
     const state = getConsumerState();
     if (!state) {
       return stream$;
     }
-    return stream$.pipe(
+    const watched = stream$.pipe(
       tap({
         error: (err: unknown) => {
           state.error ??= err;
         },
       }),
     );
+    // The operator rather than tap's `finalize` callback, which rxjs has only since 7.3.
+    return endOnSettle ? watched.pipe(finalize(() => this.endState(state))) : watched;
   }
 
   private end(ctx: unknown): void {
@@ -122,12 +155,21 @@ export class ConsumerTracer<Ctx extends object> {
       return;
     }
     this.states.delete(ctx as object);
+    this.endState(state);
+  }
+
+  private endState(state: ConsumerState): void {
     try {
       endConsumerSpan(state);
     } catch (err) {
       diag.error('otel-nest: could not end the CONSUMER span.', err);
     }
   }
+}
+
+/** Nest's last packet of a reply stream (its error packet included) carries `isDisposed`. */
+function isLastReply(packet: unknown): boolean {
+  return isObject(packet) && (packet as { isDisposed?: unknown }).isDisposed === true;
 }
 
 function isObject(value: unknown): value is object {

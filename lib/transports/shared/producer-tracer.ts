@@ -1,5 +1,6 @@
 import { context, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
+import { closeFailsPendingRequests } from '../../nest-compat.js';
 
 /** A started PRODUCER span: the context to publish in, and its exactly-once ender. */
 export interface ProducerHandle {
@@ -11,24 +12,71 @@ export interface ProducerHandle {
 export const SEND_CANCELLED = 'cancelled';
 
 /**
+ * `error.type` of a `send()` still waiting for its last reply when its client was closed, on a
+ * Nest whose `close()` leaves such a request pending (Nest 11, 12.0): the caller gets nothing,
+ * the span ends all the same. Nest 12.1 fails the request instead, and its span gets that error.
+ */
+export const SEND_CLIENT_CLOSED = 'client_closed';
+
+/** The `send()` PRODUCER spans of one client that have not ended yet. */
+export class PendingRequests {
+  private readonly open = new Set<ProducerHandle>();
+
+  /** The same handle, forgotten once it ends. */
+  track(producer: ProducerHandle): ProducerHandle {
+    const open = this.open;
+    open.add(producer);
+    return {
+      ctx: producer.ctx,
+      end(error?: unknown, errorType?: string) {
+        open.delete(producer);
+        producer.end(error, errorType);
+      },
+    };
+  }
+
+  /** Ends every span still open with ERROR `client_closed`: the client was closed under them. */
+  endAllClosed(): void {
+    const open = [...this.open];
+    this.open.clear();
+    for (const producer of open) {
+      producer.end(undefined, SEND_CLIENT_CLOSED);
+    }
+  }
+}
+
+/**
+ * The pending-request registry a traced client needs: one on a Nest whose `close()` leaves requests
+ * in flight pending (see `closeFailsPendingRequests`), so that `close()` can end their PRODUCER
+ * spans, which would otherwise stay open for good; none where Nest fails them itself. What the
+ * callers see is Nest's behaviour either way.
+ */
+export function pendingRequestsFor(client: object): PendingRequests | undefined {
+  return closeFailsPendingRequests(client) ? undefined : new PendingRequests();
+}
+
+/**
  * Traces one `ClientProxy#send()` (request-reply). The PRODUCER span starts when the caller
  * subscribes (Nest's `send` is cold: nothing is published before), the source is subscribed in
  * the span's context (so the request is serialized and its headers written there), and the span
  * ends at the last reply, an error reply, or an unsubscription before any reply (`cancelled`).
  * Replies reach the caller's code in the caller's own context, not the span's or the connection's.
- * `start` returning undefined (our failure) sends the request untraced.
+ * `start` returning undefined (our failure) sends the request untraced. With `pending`, the span
+ * is known to the client's `close()` until it ends.
  */
 export function traceRequestReply<T>(
   source: Observable<T>,
   start: () => ProducerHandle | undefined,
   recordable: (error: unknown) => unknown = (error) => error,
+  pending?: PendingRequests,
 ): Observable<T> {
   return new Observable<T>((subscriber) => {
     const caller = context.active();
-    const producer = start();
-    if (!producer) {
+    const started = start();
+    if (!started) {
       return source.subscribe(subscriber);
     }
+    const producer = pending ? pending.track(started) : started;
     let replied = false;
     const subscription = context.with(producer.ctx, () =>
       source.subscribe({

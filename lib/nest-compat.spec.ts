@@ -1,0 +1,37 @@
+import 'reflect-metadata';
+import { ClientKafka, ClientNats, ClientRMQ, Server } from '@nestjs/microservices';
+import { describe, expect, it } from 'vitest';
+import { NATS_DRIVER } from '../test/support/nats-driver.js';
+import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
+import { closeFailsPendingRequests, natsDriverNames, nestLoadsNatsIoTransport } from './nest-compat.js';
+import { loadedNatsDriver, loadNatsDriver } from './transports/nats/nats.carrier.js';
+
+// Runs against Nest 12 (`npm test`) and Nest 11 (`npm run test:nest11`): each answer is checked
+// against what that major is known to do, so a wrong detection fails on the version it affects.
+describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/microservices')}`, () => {
+  it('knows which NATS driver Nest loads, and loads its headers factory from that one', async () => {
+    expect(nestLoadsNatsIoTransport()).toBe(NEST_MAJOR >= 12);
+    expect(natsDriverNames()[0]).toBe(NEST_MAJOR >= 12 ? '@nats-io/transport-node' : 'nats');
+    expect(NATS_DRIVER).toBe(natsDriverNames()[0]);
+    await loadNatsDriver();
+    expect(loadedNatsDriver()).toBe(natsDriverNames()[0]);
+  });
+
+  it('knows whether close() fails the requests in flight (Nest 12.1) or leaves them pending (Nest 11)', () => {
+    const clients = [
+      new ClientNats({ servers: ['nats://127.0.0.1:1'] }),
+      new ClientRMQ({ urls: ['amqp://127.0.0.1:1'], queue: 'nest-compat' }),
+      new ClientKafka({ client: { brokers: ['127.0.0.1:1'] } }),
+    ];
+    for (const client of clients) {
+      expect(closeFailsPendingRequests(client), client.constructor.name).toBe(NEST_MAJOR >= 12);
+    }
+  });
+
+  it('the hook difference the consumer tracer absorbs: Nest 12.1 has runWithProcessingHooks, Nest 11 calls the end hook per reply', () => {
+    // Not read by lib/ (ConsumerTracer#publishReply works either way); stated so that a Nest 11
+    // release that gains it, or a Nest 12 that drops it, shows up here.
+    const proto = Server.prototype as unknown as Record<string, unknown>;
+    expect(typeof proto['runWithProcessingHooks']).toBe(NEST_MAJOR >= 12 ? 'function' : 'undefined');
+  });
+});

@@ -1,0 +1,37 @@
+import { Server } from '@nestjs/microservices';
+
+/**
+ * What otel-nest's transports need to know about the Nest they run in, where Nest 11 and 12 differ
+ * and behaviour alone cannot tell. Detected from Nest's classes (members its typings declare),
+ * never from version strings. The only place that reads such members; lib/nest-compat.spec.ts
+ * asserts every answer per Nest major (`npm test`: Nest 12, `npm run test:nest11`: Nest 11).
+ *
+ * Where the two majors differ in when they call a hook, the transports do not ask: they are written
+ * so that either order gives the same spans (see `ConsumerTracer#publishReply`).
+ */
+
+/**
+ * Nest 12 loads its drivers with `import()` (`Server#loadPackage` became async, with
+ * `loadPackageSynchronously` beside it), and in the same major moved NATS from `nats` 2 to
+ * `@nats-io/transport-node` 3. Nest 11 has no `loadPackageSynchronously`.
+ */
+export function nestLoadsNatsIoTransport(): boolean {
+  return typeof (Server.prototype as unknown as Record<string, unknown>)['loadPackageSynchronously'] === 'function';
+}
+
+/**
+ * The NATS drivers to try for headers objects, the one the running Nest loads first: its messages
+ * and ours must use the same driver's headers.
+ */
+export function natsDriverNames(): readonly string[] {
+  return nestLoadsNatsIoTransport() ? ['@nats-io/transport-node', 'nats'] : ['nats', '@nats-io/transport-node'];
+}
+
+/**
+ * Whether `client.close()` fails the requests still waiting for a reply ('Connection closed'):
+ * Nest 12.1's NATS, RabbitMQ and Kafka clients do, through `handleClose()`. Nest 11's (and 12.0's)
+ * leave them pending, so the traced clients end those PRODUCER spans themselves.
+ */
+export function closeFailsPendingRequests(client: object): boolean {
+  return typeof (client as { handleClose?: unknown }).handleClose === 'function';
+}
