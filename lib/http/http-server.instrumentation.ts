@@ -1,8 +1,6 @@
 import {
   context,
   diag,
-  propagation,
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -25,6 +23,7 @@ import {
   ATTR_NESTJS_CONTROLLER,
   ATTR_NESTJS_HANDLER,
 } from '../semconv.js';
+import { extractContext } from '../propagation/carrier.js';
 import { recordError } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import {
@@ -239,7 +238,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
     } else {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
       // whatever context happened to be active, and bad headers simply yield a new trace.
-      const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+      const parent = extractContext(req.headers);
       // Samplers see the attributes the conventions require at start; the rest is only worth
       // computing for a span that records.
       span = getOtelNestTracer().startSpan(

@@ -5,6 +5,7 @@ import {
   defaultTextMapSetter,
   type Context,
   type TextMapGetter,
+  type TextMapPropagator,
   type TextMapSetter,
 } from '@opentelemetry/api';
 import { diagLimited } from '../utils/diag-limited.js';
@@ -20,9 +21,14 @@ import { contextFieldValue, isSendableFieldValue } from './header-values.js';
 
 const validatingGetters = new WeakMap<TextMapGetter<any>, TextMapGetter<any>>();
 const validatingSetters = new WeakMap<TextMapSetter<any>, TextMapSetter<any>>();
+/** Getters and setters made here: wrapping them again would only check twice. */
+const validating = new WeakSet<object>();
 
 /** `getter`, returning only validated values (see {@link contextFieldValue}). Memoized per getter. */
 export function validatingGetter<C>(getter: TextMapGetter<C>): TextMapGetter<C> {
+  if (validating.has(getter)) {
+    return getter;
+  }
   let wrapped = validatingGetters.get(getter);
   if (!wrapped) {
     wrapped = {
@@ -43,12 +49,16 @@ export function validatingGetter<C>(getter: TextMapGetter<C>): TextMapGetter<C> 
       },
     };
     validatingGetters.set(getter, wrapped);
+    validating.add(wrapped);
   }
   return wrapped;
 }
 
 /** `setter`, writing only sendable values and never throwing. Memoized per setter. */
 export function validatingSetter<C>(setter: TextMapSetter<C>): TextMapSetter<C> {
+  if (validating.has(setter)) {
+    return setter;
+  }
   let wrapped = validatingSetters.get(setter);
   if (!wrapped) {
     wrapped = {
@@ -67,8 +77,40 @@ export function validatingSetter<C>(setter: TextMapSetter<C>): TextMapSetter<C> 
       },
     };
     validatingSetters.set(setter, wrapped);
+    validating.add(wrapped);
   }
   return wrapped;
+}
+
+/**
+ * `inner` behind the validating layer: every extract and inject through it, by otel-nest, by other
+ * instrumentations (undici, instrumentation-http) or by application code, sees only validated
+ * values and writes only sendable ones, and never throws. otel-nest registers its propagators
+ * wrapped in this.
+ */
+export class ValidatingPropagator implements TextMapPropagator {
+  constructor(readonly inner: TextMapPropagator) {}
+
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+    try {
+      this.inner.inject(ctx, carrier, validatingSetter(setter));
+    } catch (error) {
+      diagLimited('warn', 'inject-failed', 'otel-nest: the propagator failed to write trace context; the request goes out without it.', error);
+    }
+  }
+
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    try {
+      return this.inner.extract(ctx, carrier, validatingGetter(getter));
+    } catch (error) {
+      diagLimited('warn', 'extract-failed', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+      return ctx;
+    }
+  }
+
+  fields(): string[] {
+    return this.inner.fields();
+  }
 }
 
 /**

@@ -133,7 +133,7 @@ describe('createTracerProvider', () => {
     expect(exporter.getFinishedSpans()[0]!.attributes).toEqual({ a: 'abc' });
   });
 
-  it('runs the baggage processor first, then the exporter, then the user processors', () => {
+  it('runs the random-flag and baggage processors first, then the exporter, then the user processors', () => {
     const exporter = new InMemorySpanExporter();
     const seen: string[] = [];
     const userProcessor: SpanProcessor = {
@@ -158,12 +158,13 @@ describe('createTracerProvider', () => {
     const internals = provider as unknown as { _activeSpanProcessor: { _spanProcessors: SpanProcessor[] } };
     const processors = internals._activeSpanProcessor._spanProcessors;
     expect(processors.map((p) => p.constructor.name)).toEqual([
+      'RandomTraceFlagSpanProcessor',
       'BaggageAttributesSpanProcessor',
       'SimpleSpanProcessor',
       'Object',
     ]);
-    expect(processors[0]).toBe(baggageProcessor);
-    expect(processors[2]).toBe(userProcessor);
+    expect(processors[1]).toBe(baggageProcessor);
+    expect(processors[3]).toBe(userProcessor);
     expect(exporter.getFinishedSpans()[0]!.attributes).toEqual({ 'tenant.id': 't-9' });
   });
 
@@ -253,9 +254,9 @@ describe('createTracerProvider: propagators', () => {
     return { carrier, traceId, spanId, propagator };
   }
 
-  it('defaults to W3C trace context and baggage', () => {
+  it('defaults to W3C trace context (Level 2: a new root is sampled and random) and baggage', () => {
     const { carrier, traceId, spanId } = injected({});
-    expect(carrier).toEqual({ traceparent: `00-${traceId}-${spanId}-01`, baggage: 'tenant.id=t1' });
+    expect(carrier).toEqual({ traceparent: `00-${traceId}-${spanId}-03`, baggage: 'tenant.id=t1' });
   });
 
   it("'b3' injects the single b3 header", () => {

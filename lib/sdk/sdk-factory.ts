@@ -8,7 +8,7 @@ import {
   type TracerProvider as ApiTracerProvider,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
@@ -25,6 +25,10 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
+import { W3CBaggagePropagator } from '../propagation/baggage.propagator.js';
+import { ValidatingPropagator } from '../propagation/carrier.js';
+import { RandomTraceFlagSpanProcessor } from '../propagation/random-flag.processor.js';
+import { W3CTraceContextPropagator } from '../propagation/trace-context.propagator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
 import type {
@@ -73,9 +77,10 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
     resource: createResource(config),
     sampler: createSampler(config.sampler),
     spanLimits: { ...config.spanLimits },
-    // The baggage processor first: it sets attributes in onStart, before any other processor
-    // (a redaction processor, say) looks at the span.
-    spanProcessors: [baggageProcessor, ...exportProcessors, ...config.spanProcessors],
+    // The random-flag processor first (Level 2's flag, which the SDK drops, is set before anyone
+    // reads the flags), then the baggage processor: it sets attributes in onStart, before any
+    // other processor (a redaction processor, say) looks at the span.
+    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...exportProcessors, ...config.spanProcessors],
   });
   return { provider, propagator: createPropagator(config.propagators), baggageProcessor };
 }
@@ -129,12 +134,18 @@ export function createSampler(sampler: ResolvedSampler): Sampler {
   }
 }
 
+/**
+ * The propagator to register, behind the validating layer (propagation/carrier.ts), so that every
+ * extract and inject in the process, ours or another instrumentation's, reads only valid header
+ * values and writes only sendable ones. `tracecontext` and `baggage` are otel-nest's strict W3C
+ * propagators (Trace Context Level 2, Baggage); `b3`/`b3multi` are `@opentelemetry/propagator-b3`'s.
+ */
 export function createPropagator(propagators: ResolvedPropagators): TextMapPropagator {
   if (propagators.kind === 'instance') {
-    return propagators.propagator;
+    return new ValidatingPropagator(propagators.propagator);
   }
   // Extraction runs in this order and a later propagator's context wins, as in the SDK.
-  return new CompositePropagator({ propagators: propagators.names.map(createNamedPropagator) });
+  return new ValidatingPropagator(new CompositePropagator({ propagators: propagators.names.map(createNamedPropagator) }));
 }
 
 function createNamedPropagator(name: KnownPropagatorName): TextMapPropagator {

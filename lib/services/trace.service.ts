@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import {
   context,
+  defaultTextMapGetter,
   isSpanContextValid,
   propagation,
   ROOT_CONTEXT,
@@ -13,6 +14,7 @@ import {
   type SpanOptions,
   type Tracer,
 } from '@opentelemetry/api';
+import { extractContext, injectContext } from '../propagation/carrier.js';
 import { recordError } from '../utils/record-error.js';
 import { runInSpan, withContext } from '../utils/run-in-context.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
@@ -173,7 +175,7 @@ export class TraceService {
    * `carrier` and returns it, for hand-made transports (a job payload, a custom header map).
    */
   injectContext<C extends Record<string, string>>(carrier: C = {} as C): C {
-    propagation.inject(context.active(), carrier);
+    injectContext(context.active(), carrier);
     return carrier;
   }
 
@@ -183,6 +185,6 @@ export class TraceService {
    * `trace.getSpanContext()` to parent or link a span. Malformed headers give `base` back.
    */
   extractContext(carrier: Record<string, string | string[] | undefined>, base: Context = ROOT_CONTEXT): Context {
-    return propagation.extract(base, carrier);
+    return extractContext(carrier, defaultTextMapGetter, base);
   }
 }

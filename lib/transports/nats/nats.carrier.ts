@@ -1,5 +1,7 @@
 import { diag, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { natsDriverNames } from '../../nest-compat.js';
+import { validatingGetter } from '../../propagation/carrier.js';
+import { maxFieldLength } from '../../propagation/header-values.js';
 
 /**
  * The part of a NATS `MsgHdrs` the carrier uses. Both drivers Nest loads (`@nats-io/transport-node`
@@ -15,21 +17,14 @@ export interface NatsHeaders {
 }
 
 /**
- * A header whose values add up to more than this many characters is ignored on extraction. W3C
- * trace context fields are far shorter, and 8192 bytes is the W3C baggage limit.
- */
-const MAX_HEADER_LENGTH = 8192;
-
-/** Header fields that must appear once (W3C Trace Context): a duplicated one is invalid. */
-const SINGLE_VALUED = new Set(['traceparent']);
-
-/**
  * Reads trace context from NATS message headers. Names match case-insensitively (peers that
- * canonicalize MIME header names send `Traceparent`). Missing headers, a duplicated `traceparent`
- * (invalid per W3C, so the message starts a new trace), oversized values and headers objects that
- * throw all read as "absent": extraction never throws.
+ * canonicalize MIME header names send `Traceparent`); every value of a repeated header is handed
+ * over (as an array), and the validating layer in propagation/carrier.ts decides what a propagator
+ * may see (a repeated `traceparent` is invalid; control characters and oversized values are
+ * absent). Collecting stops early once the values are longer than that layer accepts. Headers
+ * objects that throw read as "absent": extraction never throws.
  */
-export const natsHeaderGetter: TextMapGetter<NatsHeaders | null | undefined> = {
+const rawNatsHeaderGetter: TextMapGetter<NatsHeaders | null | undefined> = {
   keys(carrier) {
     try {
       const keys = carrier?.keys();
@@ -44,6 +39,7 @@ export const natsHeaderGetter: TextMapGetter<NatsHeaders | null | undefined> = {
     }
     try {
       const wanted = key.toLowerCase();
+      const limit = maxFieldLength(wanted);
       const found: string[] = [];
       let length = 0;
       for (const name of carrier.keys()) {
@@ -52,21 +48,21 @@ export const natsHeaderGetter: TextMapGetter<NatsHeaders | null | undefined> = {
         }
         for (const value of carrier.values(name)) {
           length += typeof value === 'string' ? value.length : Infinity;
-          if (length > MAX_HEADER_LENGTH) {
+          if (length > limit) {
             return undefined;
           }
           found.push(value);
         }
       }
-      if (found.length === 0 || (found.length > 1 && SINGLE_VALUED.has(wanted))) {
-        return undefined;
-      }
-      return found.length === 1 ? found[0] : found;
+      return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
     } catch {
       return undefined;
     }
   },
 };
+
+/** {@link rawNatsHeaderGetter} behind the validating layer: what a propagator may read (text, or absent). */
+export const natsHeaderGetter = validatingGetter(rawNatsHeaderGetter);
 
 /**
  * Writes trace context into NATS message headers, replacing any value of the same name. A value

@@ -21,11 +21,14 @@ describe('rmqHeaderGetter', () => {
         throw new Error('boom');
       },
     }) as RmqHeaders;
-    const values: unknown[] = [12345, 1.5, true, null, undefined, [TRACEPARENT], { value: TRACEPARENT }, new Date(0)];
+    const values: unknown[] = [12345, 1.5, true, null, undefined, [TRACEPARENT, 1], { value: TRACEPARENT }, new Date(0), 'x\r\ny'];
     for (const value of values) {
       expect(rmqHeaderGetter.get({ traceparent: value }, 'traceparent')).toBeUndefined();
     }
     expect(rmqHeaderGetter.get(hostile, 'traceparent')).toBeUndefined();
+    // An AMQP array of one string is that string; names match case-insensitively.
+    expect(rmqHeaderGetter.get({ traceparent: [TRACEPARENT] }, 'traceparent')).toBe(TRACEPARENT);
+    expect(rmqHeaderGetter.get({ Traceparent: TRACEPARENT }, 'traceparent')).toBe(TRACEPARENT);
     expect(rmqHeaderGetter.get(undefined, 'traceparent')).toBeUndefined();
     expect(rmqHeaderGetter.get(null, 'traceparent')).toBeUndefined();
     expect(rmqHeaderGetter.get({}, 'traceparent')).toBeUndefined();

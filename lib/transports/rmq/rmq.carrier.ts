@@ -1,4 +1,5 @@
 import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
+import { findHeader, validatingGetter } from '../../propagation/carrier.js';
 
 /**
  * AMQP `properties.headers` as amqplib hands them over: a field table whose values may be strings,
@@ -8,28 +9,15 @@ import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 export type RmqHeaders = Record<string, unknown>;
 
 /**
- * Reads trace context headers from AMQP `properties.headers`. A string value is returned as is,
- * a Buffer (an AMQP byte array, as some non-Node publishers send it) decoded as UTF-8; any other
- * value (number, array, table, `null`), and a missing or non-object carrier, reads as "absent", so
- * the propagator starts a new trace. Never throws.
+ * Finds trace context headers in AMQP `properties.headers`, by name case-insensitively
+ * (`Traceparent` from a non-Node publisher counts). Values are handed over raw (strings, Buffers
+ * for AMQP byte arrays, or an array when two keys differ only in case); the validating layer in
+ * propagation/carrier.ts turns them into text or "absent" (numbers, tables, control characters,
+ * oversized values), so the propagator starts a new trace. Never throws.
  */
-export const rmqHeaderGetter: TextMapGetter<RmqHeaders | null | undefined> = {
+const rawRmqHeaderGetter: TextMapGetter<RmqHeaders | null | undefined> = {
   get(carrier, key) {
-    if (carrier === null || typeof carrier !== 'object') {
-      return undefined;
-    }
-    try {
-      const value = Object.hasOwn(carrier, key) ? carrier[key] : undefined;
-      if (typeof value === 'string') {
-        return value;
-      }
-      if (Buffer.isBuffer(value)) {
-        return value.toString('utf8');
-      }
-    } catch {
-      // A getter on a hostile object: treat the header as absent.
-    }
-    return undefined;
+    return findHeader(carrier, key) as string | string[] | undefined;
   },
   keys(carrier) {
     if (carrier === null || typeof carrier !== 'object') {
@@ -43,9 +31,22 @@ export const rmqHeaderGetter: TextMapGetter<RmqHeaders | null | undefined> = {
   },
 };
 
-/** Writes trace context headers into AMQP `properties.headers` (string values). */
+/** {@link rawRmqHeaderGetter} behind the validating layer: what a propagator may read (text, or absent). */
+export const rmqHeaderGetter = validatingGetter(rawRmqHeaderGetter);
+
+/**
+ * Writes trace context headers into AMQP `properties.headers` (string values), replacing any
+ * differently-cased copy so the receiver never sees the field twice. Used through the validating
+ * layer (`injectContext`), which writes only sendable values.
+ */
 export const rmqHeaderSetter: TextMapSetter<RmqHeaders> = {
   set(carrier, key, value) {
+    const lower = key.toLowerCase();
+    for (const name of Object.keys(carrier)) {
+      if (name !== key && name.toLowerCase() === lower) {
+        delete carrier[name];
+      }
+    }
     carrier[key] = value;
   },
 };

@@ -12,7 +12,6 @@ import {
   type Link,
   type Span,
   type TextMapGetter,
-  type TextMapSetter,
 } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
@@ -27,6 +26,7 @@ import {
 } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
+import { extractContext } from '../../propagation/carrier.js';
 import { processGlobal } from '../../utils/process-global.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 
@@ -111,7 +111,7 @@ export function startConsumerSpan<C>(
   isEvent: boolean,
   policy: ConsumePolicy,
 ): { state: ConsumerState; ctx: Context } {
-  const extracted = propagation.extract(ROOT_CONTEXT, message.carrier, message.getter);
+  const extracted = extractContext(message.carrier, message.getter);
   const producer = trace.getSpanContext(extracted);
   const links: Link[] = [];
   let parent: Context = extracted;
@@ -231,14 +231,7 @@ export function producerSpanEnder(span: Span): (error?: unknown, errorType?: str
   };
 }
 
-/** Writes the context of `ctx` into `carrier` with the global propagator. Never throws. */
-export function injectContext<C>(ctx: Context, carrier: C, setter: TextMapSetter<C>): void {
-  try {
-    propagation.inject(ctx, carrier, setter);
-  } catch (err) {
-    diag.error('otel-nest: could not write trace context headers; the message goes out without them.', err);
-  }
-}
+export { injectContext } from '../../propagation/carrier.js';
 
 /** Size in bytes of a payload as sent (`messaging.message.body.size`), when it can be known cheaply. */
 export function bodySize(data: unknown): number | undefined {
