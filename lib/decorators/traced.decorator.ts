@@ -1,9 +1,10 @@
-import { diag, SpanKind, type Attributes, type Link, type Span } from '@opentelemetry/api';
+import { SpanKind, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { ATTR_CODE_FUNCTION_NAME } from '../semconv.js';
 import { OTEL_CONSUME_EXTRA } from '../transports/shared/messaging-tracing.js';
 import { processGlobal } from '../utils/process-global.js';
 import { runInSpan } from '../utils/run-in-context.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
+import { diagLimited } from '../utils/diag-limited.js';
 
 /** `PATTERN_EXTRAS_METADATA` of @nestjs/microservices (a string, so this file does not load the package). */
 const PATTERN_EXTRAS_METADATA = 'microservices:pattern_extras';
@@ -186,7 +187,7 @@ function startSpan(
       root: options.root ?? false,
     });
   } catch (error) {
-    diag.warn(`otel-nest: @Traced could not start a span for ${qualifiedName}; it runs untraced`, error);
+    diagLimited('warn', `otel-nest: @Traced could not start a span for ${qualifiedName}; it runs untraced`, error);
     return undefined;
   }
 }
@@ -203,7 +204,7 @@ function evaluate<V extends object>(
   try {
     return option(...args);
   } catch (error) {
-    diag.warn(`otel-nest: the @Traced ${what} function of ${qualifiedName} threw; the span starts without them`, error);
+    diagLimited('warn', `otel-nest: the @Traced ${what} function of ${qualifiedName} threw; the span starts without them`, error);
     return undefined;
   }
 }

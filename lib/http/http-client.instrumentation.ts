@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { context, diag, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { channel } from 'node:diagnostics_channel';
 import type { HttpClientTracingOptions, OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
@@ -19,6 +19,7 @@ import { processGlobal } from '../utils/process-global.js';
 import { errorTypeOf } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import { httpSpanName, normalizeMethod, redactUrl } from './http-attributes.js';
+import { diagLimited } from '../utils/diag-limited.js';
 
 export interface ResolvedHttpClientOptions {
   fetch: boolean;
@@ -52,7 +53,7 @@ function acquireUndici(): boolean {
   if (channel('undici:request:create').hasSubscribers) {
     // Someone (usually the user's own UndiciInstrumentation) already traces fetch: a second
     // instrumentation would make every outgoing request two CLIENT spans.
-    diag.info('otel-nest: fetch is already instrumented by another subscriber; not adding a second one.');
+    diagLimited('info', 'otel-nest: fetch is already instrumented by another subscriber; not adding a second one.');
     return false;
   }
   undiciSlot.current = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
@@ -150,7 +151,7 @@ export function instrumentAxios(axios: AxiosLike): void {
         });
         config[AXIOS_SPAN] = span;
       } catch (err) {
-        diag.error('otel-nest: could not start the axios CLIENT span; the request goes on untraced.', err);
+        diagLimited('error', 'otel-nest: could not start the axios CLIENT span; the request goes on untraced.', err);
       }
       return config;
     },
@@ -228,7 +229,7 @@ export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShu
         }
       }
     } catch (err) {
-      diag.error('otel-nest: could not instrument HttpService instances.', err);
+      diagLimited('error', 'otel-nest: could not instrument HttpService instances.', err);
     }
     if (instrumented > 0) {
       // The interceptors step aside per request while instrumentation-http wraps http.request.

@@ -1,6 +1,5 @@
 import {
   context,
-  diag,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -34,6 +33,7 @@ import {
   requestAttributes,
   samplingAttributes,
 } from './http-attributes.js';
+import { diagLimited } from '../utils/diag-limited.js';
 
 /** What we know about one request while it runs; stored in its context. */
 export interface HttpRequestState {
@@ -189,7 +189,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
           isFastify ? req : undefined,
         );
       } catch (err) {
-        diag.error('otel-nest: could not start the HTTP server span; the request goes on untraced.', err);
+        diagLimited('error', 'otel-nest: could not start the HTTP server span; the request goes on untraced.', err);
       }
       return ctx ? context.with(ctx, next) : next();
     });
@@ -202,7 +202,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
           setRoute(state, path);
         }
       } catch (err) {
-        diag.error('otel-nest: could not record the HTTP route.', err);
+        diagLimited('error', 'otel-nest: could not record the HTTP route.', err);
       }
       previousRouteHook?.(requestMethod, path);
     });
@@ -293,7 +293,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
         recordError(state.span, state.error, String(res.statusCode));
       }
     } catch (err) {
-      diag.error('otel-nest: could not complete the HTTP server span.', err);
+      diagLimited('error', 'otel-nest: could not complete the HTTP server span.', err);
     }
   }
 
@@ -329,7 +329,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
         }
       }
     } catch (err) {
-      diag.error('otel-nest: could not complete the HTTP server span.', err);
+      diagLimited('error', 'otel-nest: could not complete the HTTP server span.', err);
     } finally {
       state.span.end();
     }

@@ -1,8 +1,8 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { diag } from '@opentelemetry/api';
 import { tap, type Observable } from 'rxjs';
 import { getHttpRequestState, setHandler } from '../http/http-server.instrumentation.js';
 import { getConsumerState, setConsumerHandler } from '../transports/shared/messaging-tracing.js';
+import { diagLimited } from '../utils/diag-limited.js';
 
 /**
  * Global interceptor: names the controller method on the span of the HTTP request or message
@@ -28,7 +28,7 @@ export class OtelTracingInterceptor implements NestInterceptor {
         setConsumerHandler(state as NonNullable<ReturnType<typeof getConsumerState>>, controller, handler);
       }
     } catch (err) {
-      diag.error('otel-nest: could not name the handler on its span.', err);
+      diagLimited('error', 'otel-nest: could not name the handler on its span.', err);
     }
     return next.handle().pipe(
       tap({

@@ -65,14 +65,14 @@ export function validatingSetter<C>(setter: TextMapSetter<C>): TextMapSetter<C> 
       set(carrier: C, key: string, value: string): void {
         if (!isSendableFieldValue(key.toLowerCase(), value)) {
           if (value !== '') {
-            diagLimited('warn', 'inject-invalid', `otel-nest: not sending the "${key}" header: its value is not a valid header value.`);
+            diagLimited('warn', `otel-nest: not sending the "${key}" header: its value is not a valid header value.`);
           }
           return;
         }
         try {
           setter.set(carrier, key, value);
         } catch (error) {
-          diagLimited('warn', 'inject-failed', `otel-nest: could not write the "${key}" header; the message goes out without it.`, error);
+          diagLimited('warn', `otel-nest: could not write the "${key}" header; the message goes out without it.`, error);
         }
       },
     };
@@ -95,7 +95,7 @@ export class ValidatingPropagator implements TextMapPropagator {
     try {
       this.inner.inject(ctx, carrier, validatingSetter(setter));
     } catch (error) {
-      diagLimited('warn', 'inject-failed', 'otel-nest: the propagator failed to write trace context; the request goes out without it.', error);
+      diagLimited('warn', 'otel-nest: the propagator failed to write trace context; the request goes out without it.', error);
     }
   }
 
@@ -103,7 +103,7 @@ export class ValidatingPropagator implements TextMapPropagator {
     try {
       return this.inner.extract(ctx, carrier, validatingGetter(getter));
     } catch (error) {
-      diagLimited('warn', 'extract-failed', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+      diagLimited('warn', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
       return ctx;
     }
   }
@@ -126,7 +126,7 @@ export function extractContext<C>(
   try {
     return propagation.extract(base, carrier, validatingGetter(getter));
   } catch (error) {
-    diagLimited('warn', 'extract-failed', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+    diagLimited('warn', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
     return base;
   }
 }
@@ -140,7 +140,7 @@ export function injectContext<C>(
   try {
     propagation.inject(ctx, carrier, validatingSetter(setter));
   } catch (error) {
-    diagLimited('warn', 'inject-failed', 'otel-nest: the propagator failed to write trace context; the message goes out without it.', error);
+    diagLimited('warn', 'otel-nest: the propagator failed to write trace context; the message goes out without it.', error);
   }
 }
 

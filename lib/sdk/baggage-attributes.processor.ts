@@ -1,6 +1,7 @@
-import { diag, propagation, type Context } from '@opentelemetry/api';
+import { propagation, type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { baggageCopyFailed, baggageKeysIgnored } from '../otel.messages.js';
+import { diagLimited } from '../utils/diag-limited.js';
 
 /**
  * Copies chosen baggage entries of the parent context onto every span when it starts, as
@@ -28,7 +29,7 @@ export class BaggageAttributesSpanProcessor implements SpanProcessor {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [];
     const valid = list.filter((key): key is string => typeof key === 'string' && key !== '');
     if (valid.length !== list.length || !Array.isArray(keys)) {
-      diag.warn(baggageKeysIgnored(keys));
+      diagLimited('warn', baggageKeysIgnored(keys));
     }
     this.keys = [...new Set(valid)];
   }
@@ -55,7 +56,7 @@ export class BaggageAttributesSpanProcessor implements SpanProcessor {
         }
       }
     } catch (error) {
-      diag.warn(baggageCopyFailed(), error);
+      diagLimited('warn', baggageCopyFailed(), error);
     }
   }
 

@@ -15,17 +15,13 @@ const episodes = processGlobal('diag-episodes', () => new Map<string, Episode>()
 
 /**
  * Logs a problem of otel-nest's own through `diag`, at most once per {@link DIAG_INTERVAL_MS} per
- * `kind`, so that a bad header on every message of a busy queue is one line a minute, not one per
- * message. The next line of a kind says how many were not logged in between. Never throws.
+ * message text, so that a bad header on every message of a busy queue is one line a minute, not
+ * one per message. The next line of the same text says how many were not logged in between.
+ * For everything that can happen per request or per message. Never throws.
  */
-export function diagLimited(
-  level: 'error' | 'warn' | 'info',
-  kind: string,
-  message: string,
-  error?: unknown,
-  now: number = Date.now(),
-): void {
+export function diagLimited(level: 'error' | 'warn' | 'info', message: string, error?: unknown, now: number = Date.now()): void {
   try {
+    const kind = `${level}:${message}`;
     const episode = episodes.get(kind);
     if (episode && now - episode.last < DIAG_INTERVAL_MS) {
       episode.suppressed++;

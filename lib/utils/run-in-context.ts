@@ -1,7 +1,8 @@
 import { HttpException } from '@nestjs/common';
-import { context, diag, trace, type Context, type Span } from '@opentelemetry/api';
+import { context, trace, type Context, type Span } from '@opentelemetry/api';
 import { Observable, isObservable } from 'rxjs';
 import { recordError } from './record-error.js';
+import { diagLimited } from './diag-limited.js';
 
 /** Hooks of {@link runInSpan}. Each is optional; a hook that throws is logged and ignored. */
 export interface RunInSpanOptions {
@@ -54,7 +55,7 @@ function safely(what: string, hook: () => void): void {
   try {
     hook();
   } catch (error) {
-    diag.warn(`otel-nest: ${what} threw and was ignored`, error);
+    diagLimited('warn', `otel-nest: ${what} threw and was ignored`, error);
   }
 }
 
