@@ -50,6 +50,8 @@ function expectedFor(span: ReadableSpan): ReceivedSpan {
   const expected: ReceivedSpan = {
     traceId: context.traceId,
     spanId: context.spanId,
+    // OTLP span flags: W3C trace flags, 0x100 "remoteness known", 0x200 "the parent is remote".
+    flags: (context.traceFlags & 0xff) | 0x100 | (span.parentSpanContext?.isRemote ? 0x200 : 0),
     name: span.name,
     kind: span.kind + 1,
     startTimeUnixNano: hrTimeToNanos(span.startTime),

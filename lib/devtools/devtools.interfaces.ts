@@ -44,6 +44,11 @@ export interface ViewerSpan {
   /** Absent for a root span. */
   parentSpanId?: string;
   traceState?: string;
+  /**
+   * OTLP span flags: the low 8 bits are the W3C trace flags (0x01 sampled, 0x02 random); 0x100 /
+   * 0x200 say whether the parent is known to be remote. 0 when the sender set none.
+   */
+  flags: number;
   name: string;
   /** As in OTLP: 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER. */
   kind: number;

@@ -61,6 +61,8 @@ describe('decodeOtlpTraceRequest', () => {
       traceId: sdkChild.spanContext().traceId,
       spanId: sdkChild.spanContext().spanId,
       parentSpanId: sdkParent.spanContext().spanId,
+      // W3C trace flags in the low byte; 0x100: the exporter says whether the parent is remote (0x200: it is).
+      flags: (sdkChild.spanContext().traceFlags & 0xff) | 0x100,
       name: 'process orders.created',
       kind: 5,
       startTimeUnixNano: nanos(sdkChild.startTime),

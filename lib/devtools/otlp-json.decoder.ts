@@ -116,6 +116,18 @@ function nanos(value: unknown, key: string, where: string): string {
   throw new OtlpDecodeError(`${where}.${key} must be an unsigned integer (nanoseconds): ${JSON.stringify(raw)}.`);
 }
 
+/** OTLP `flags` (fixed32): a number in JSON. */
+function flags(value: unknown, where: string): number {
+  const raw = field(value, 'flags');
+  if (raw === undefined) {
+    return 0;
+  }
+  if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= 0xffffffff) {
+    return raw;
+  }
+  throw new OtlpDecodeError(`${where}.flags must be an unsigned 32-bit integer: ${JSON.stringify(raw)}.`);
+}
+
 /** Enums arrive as numbers, or (plain proto3 JSON) as names like `SPAN_KIND_SERVER`. */
 function enumValue(value: unknown, key: string, names: readonly string[], prefix: string, where: string): number {
   const raw = field(value, key);
@@ -243,6 +255,7 @@ export function decodeOtlpTraceRequest(request: unknown): ViewerSpan[] {
         const decoded: ViewerSpan = {
           traceId: requiredId(span, 'traceId', 16, where),
           spanId: requiredId(span, 'spanId', 8, where),
+          flags: flags(span, where),
           name: text(span, 'name', where) ?? '',
           kind: enumValue(span, 'kind', ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'], 'SPAN_KIND_', where),
           startTimeUnixNano: nanos(span, 'startTimeUnixNano', where),

@@ -22,6 +22,7 @@ function span(
   const result: ViewerSpan = {
     traceId: tid(trace),
     spanId: sid(id),
+    flags: 1,
     name: fields.name ?? `span ${id}`,
     kind: 1,
     startTimeUnixNano: (BASE + BigInt(start) * 1_000_000n).toString(),
