@@ -31,5 +31,3 @@ export {
 export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';
-export { SagaStep } from './decorators/saga-step.decorator.js';
-export * from './saga/index.js';

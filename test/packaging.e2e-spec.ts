@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { startChildApp, type ChildApp } from './support/child-app.js';
+import { execFileSync } from 'node:child_process';
+import { ROOT, startChildApp, type ChildApp } from './support/child-app.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
@@ -131,5 +132,20 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
       'nestjs.controller': 'OrdersController',
       'nestjs.handler': 'find',
     });
+  });
+
+  it.each([
+    ['import', ['--input-type=module', '-e', "const root = await import('otel-nest'); const saga = await import('otel-nest/saga'); console.log(JSON.stringify({ root: Object.keys(root), saga: Object.keys(saga) }));"]],
+    ['require', ['-e', "console.log(JSON.stringify({ root: Object.keys(require('otel-nest')), saga: Object.keys(require('otel-nest/saga')) }));"]],
+  ])('entries (%s): sagas and two-phase commit come from otel-nest/saga, not from the core entry', (_how, args) => {
+    const out = execFileSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' });
+    const { root, saga } = JSON.parse(out) as { root: string[]; saga: string[] };
+    for (const name of ['SagaOrchestrator', 'SagaStep', 'OtelSagaModule', 'TwoPhaseCommitCoordinator', 'defineSaga']) {
+      expect(saga).toContain(name);
+      expect(root).not.toContain(name);
+    }
+    expect(root).toEqual(expect.arrayContaining(['OtelModule', 'Traced', 'TraceService', 'OtelServerNats']));
+    // Nothing of the viewer in the core entry either.
+    expect(root.filter((name) => /viewer|receiver|devtools/i.test(name))).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { SagaStep } from '../lib/decorators/saga-step.decorator.js';
+import { SagaStep } from '../lib/saga/index.js';
 import {
   defineSaga,
   OtelSagaModule,

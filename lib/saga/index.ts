@@ -1,3 +1,4 @@
+export { SagaStep } from './saga-step.decorator.js';
 export { OtelSagaModule } from './saga.module.js';
 export {
   OTEL_SAGA_MODULE_OPTIONS,

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
-import { getSagaStepOptions } from '../decorators/saga-step.decorator.js';
+import { getSagaStepOptions } from './saga-step.decorator.js';
 import { SagaDefinition } from './saga-definition.js';
 import { SagaDefinitionError } from './saga.errors.js';
 import type { SagaCompensationContext, SagaStepContext, SagaStepDefinition, SagaStepOptions } from './saga.interfaces.js';

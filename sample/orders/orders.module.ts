@@ -1,6 +1,7 @@
 import { Inject, Module, type OnApplicationBootstrap } from '@nestjs/common';
 import { ClientsModule, type ClientProxy } from '@nestjs/microservices';
-import { OtelClientKafka, OtelClientNats, OtelModule, OtelSagaModule, otelRmqClient } from 'otel-nest';
+import { OtelClientKafka, OtelClientNats, OtelModule, otelRmqClient } from 'otel-nest';
+import { OtelSagaModule } from 'otel-nest/saga';
 import { config } from '../shared/config.js';
 import { BAGGAGE_TO_ATTRIBUTES, INVENTORY_CLIENT, ORDER_EVENTS_CLIENT, PAYMENT_CLIENT } from '../shared/contracts.js';
 import { DatabaseModule } from '../shared/database.module.js';

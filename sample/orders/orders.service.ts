@@ -1,7 +1,7 @@
 import { ConflictException, HttpException, HttpStatus, Inject, Injectable } from '@nestjs/common';
 import type { ClientProxy } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
-import { SagaFailedError, SagaOrchestrator } from 'otel-nest';
+import { SagaFailedError, SagaOrchestrator } from 'otel-nest/saga';
 import { lastValueFrom } from 'rxjs';
 import { ORDER_EVENTS_CLIENT, Topics, type Order, type OrderEvent, type PlaceOrder } from '../shared/contracts.js';
 import { errorMessage, PLACE_ORDER, type PlaceOrderResults } from './place-order.saga.js';

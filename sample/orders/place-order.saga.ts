@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ClientProxy } from '@nestjs/microservices';
-import { SagaStep, type SagaCompensationContext, type SagaStepContext } from 'otel-nest';
+import { SagaStep, type SagaCompensationContext, type SagaStepContext } from 'otel-nest/saga';
 import type { Observable } from 'rxjs';
 import {
   INVENTORY_CLIENT,

@@ -4,19 +4,19 @@ import { REQUEST } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { SAGA_BAGGAGE_KEYS, SAGA_STEP_METADATA } from '../saga/saga.constants.js';
-import { defineSaga, type SagaDefinition } from '../saga/saga-definition.js';
-import { SagaDefinitionError, SagaFailedError } from '../saga/saga.errors.js';
-import type { SagaCompensationContext, SagaStepContext } from '../saga/saga.interfaces.js';
-import { OtelSagaModule } from '../saga/saga.module.js';
-import { SagaOrchestrator } from '../saga/saga.orchestrator.js';
-import { SagaRegistry } from '../saga/saga.registry.js';
+import { SAGA_BAGGAGE_KEYS, SAGA_STEP_METADATA } from './saga.constants.js';
+import { defineSaga, type SagaDefinition } from './saga-definition.js';
+import { SagaDefinitionError, SagaFailedError } from './saga.errors.js';
+import type { SagaCompensationContext, SagaStepContext } from './saga.interfaces.js';
+import { OtelSagaModule } from './saga.module.js';
+import { SagaOrchestrator } from './saga.orchestrator.js';
+import { SagaRegistry } from './saga.registry.js';
 import { OtelTestingModule } from '../testing/otel-testing.module.js';
 import { expectSpan } from '../testing/span-assertions.js';
 import { childrenOf, getSpan } from '../testing/span-query.js';
 import { spanRecorder } from '../testing/span-recorder.js';
 import { getSagaStepOptions, SagaStep } from './saga-step.decorator.js';
-import { Traced } from './traced.decorator.js';
+import { Traced } from '../decorators/traced.decorator.js';
 
 interface OrderInput {
   orderId: string;

@@ -1,8 +1,8 @@
-import { SAGA_STEP_METADATA } from '../saga/saga.constants.js';
-import { sagaProblem, validateSagaName, validateStepOptions } from '../saga/saga-definition.js';
-import { SagaDefinitionError } from '../saga/saga.errors.js';
-import type { SagaStepOptions } from '../saga/saga.interfaces.js';
-import { SAGA_EXAMPLES, sagaStepOnNonMethod } from '../saga/saga.messages.js';
+import { SAGA_STEP_METADATA } from './saga.constants.js';
+import { sagaProblem, validateSagaName, validateStepOptions } from './saga-definition.js';
+import { SagaDefinitionError } from './saga.errors.js';
+import type { SagaStepOptions } from './saga.interfaces.js';
+import { SAGA_EXAMPLES, sagaStepOnNonMethod } from './saga.messages.js';
 
 /**
  * Marks a provider method as step `order` of saga `saga`. At bootstrap, `OtelSagaModule` finds
