@@ -3,7 +3,9 @@ import { ClientKafka, ClientNats, ClientRMQ, Server } from '@nestjs/microservice
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
-import { closeFailsPendingRequests, natsDriverNames, nestLoadsNatsIoTransport } from './nest-compat.js';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { closeFailsPendingRequests, existingRequestHook, natsDriverNames, nestLoadsNatsIoTransport } from './nest-compat.js';
 import { loadedNatsDriver, loadNatsDriver } from './transports/nats/nats.carrier.js';
 
 // Runs against Nest 12 (`npm test`) and Nest 11 (`npm run test:nest11`): each answer is checked
@@ -34,4 +36,18 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     const proto = Server.prototype as unknown as Record<string, unknown>;
     expect(typeof proto['runWithProcessingHooks']).toBe(NEST_MAJOR >= 12 ? 'function' : 'undefined');
   });
+
+  it.each([
+    ['ExpressAdapter', () => new ExpressAdapter()],
+    ['FastifyAdapter', () => new FastifyAdapter()],
+  ])('finds the request hook already set on %s (Nest has a setter, no getter)', async (_name, create) => {
+    const adapter = create();
+    expect(existingRequestHook(adapter)).toBeUndefined();
+    const hook = (_req: unknown, _res: unknown, done: () => void): void => done();
+    adapter.setOnRequestHook(hook);
+    // If Nest renames the field, this fails on the version that did it.
+    expect(existingRequestHook(adapter)).toBe(hook);
+    await (adapter as { close?: () => Promise<unknown> }).close?.();
+  });
 });
+

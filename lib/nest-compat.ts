@@ -1,7 +1,7 @@
 import { Server } from '@nestjs/microservices';
 
 /**
- * What otel-nest's transports need to know about the Nest they run in, where Nest 11 and 12 differ
+ * What otel-nest needs to know about the Nest it runs in, where Nest 11 and 12 differ
  * and behaviour alone cannot tell. Detected from Nest's classes (members its typings declare),
  * never from version strings. The only place that reads such members; lib/nest-compat.spec.ts
  * asserts every answer per Nest major (`npm test`: Nest 12, `npm run test:nest11`: Nest 11).
@@ -34,4 +34,18 @@ export function natsDriverNames(): readonly string[] {
  */
 export function closeFailsPendingRequests(client: object): boolean {
   return typeof (client as { handleClose?: unknown }).handleClose === 'function';
+}
+
+/** A request hook as Nest's HTTP adapters call it (`setOnRequestHook`). */
+export type AdapterRequestHook = (req: unknown, res: unknown, done: (err?: unknown) => void) => unknown;
+
+/**
+ * The request hook another module already set on a Nest HTTP adapter, so that ours can run it
+ * instead of replacing it. Nest's `ExpressAdapter` and `FastifyAdapter` offer `setOnRequestHook`
+ * but no getter, and keep the hook in the field `onRequestHook` (verified on 11.1.4, 11.2.x and
+ * 12.x; lib/nest-compat.spec.ts fails if it moves). `undefined` when none is set.
+ */
+export function existingRequestHook(adapter: object): AdapterRequestHook | undefined {
+  const hook = (adapter as { onRequestHook?: unknown }).onRequestHook;
+  return typeof hook === 'function' ? (hook as AdapterRequestHook) : undefined;
 }

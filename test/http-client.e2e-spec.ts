@@ -114,8 +114,9 @@ describe('outgoing HTTP: fetch and HttpService continue the trace into a second 
       });
     expect(client.attributes['url.full']).toBe(`${backendRef.url}/stock/sku-1`);
     expectSpan(downstream, spans).toHaveParent(client);
-    // What went over the wire: the traceparent header names the CLIENT span.
-    expect(body.traceparent).toBe(`00-${client.spanContext().traceId}-${client.spanContext().spanId}-01`);
+    // What went over the wire: the traceparent header names the CLIENT span (sampled, and random:
+    // Level 2's flag for a trace this SDK started).
+    expect(body.traceparent).toBe(`00-${client.spanContext().traceId}-${client.spanContext().spanId}-03`);
   });
 
   it('HttpService: a 500 answer makes the CLIENT span ERROR with error.type', async () => {

@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { isWrapped } from '@opentelemetry/instrumentation';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { channel } from 'node:diagnostics_channel';
 import type { HttpClientTracingOptions, OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
@@ -82,9 +83,9 @@ const INSTRUMENTED = processGlobal('axios-instrumented', () => new WeakSet<objec
 /** True when `@opentelemetry/instrumentation-http` has wrapped `http.request` (then it makes the CLIENT span). */
 export function httpModuleIsInstrumented(): boolean {
   try {
-    // The module object instrumentation-http patches in place (the same one `require` returns).
-    const http = process.getBuiltinModule('node:http') as { request: { __wrapped?: boolean } };
-    return http.request.__wrapped === true;
+    // The module object instrumentation-http patches in place (the same one `require` returns);
+    // `isWrapped` is @opentelemetry/instrumentation's own test for its wrappers.
+    return isWrapped(process.getBuiltinModule('node:http').request);
   } catch {
     return false;
   }
@@ -191,6 +192,21 @@ function requestUrl(config: { url?: string; baseURL?: string; params?: unknown }
 }
 
 /**
+ * `HttpService` of `@nestjs/axios` (an optional peer), or `undefined` when it is not installed.
+ * Instances are recognised with `instanceof` (subclasses included, minification-proof), never by
+ * class name. `import()` resolves the same package as the application's own import (and compiles
+ * to `require` in the CommonJS build).
+ */
+async function loadHttpServiceClass(): Promise<(abstract new (...args: never[]) => object) | undefined> {
+  try {
+    const axiosModule = (await import('@nestjs/axios')) as { HttpService?: abstract new (...args: never[]) => object };
+    return typeof axiosModule.HttpService === 'function' ? axiosModule.HttpService : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Outgoing HTTP: `fetch` through the undici instrumentation, `@nestjs/axios` `HttpService`
  * instances through axios interceptors of ours (found with Nest's DiscoveryService).
  */
@@ -215,16 +231,20 @@ export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShu
     }
   }
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     if (!this.options.httpService) {
+      return;
+    }
+    const httpService = await loadHttpServiceClass();
+    if (!httpService) {
       return;
     }
     let instrumented = 0;
     try {
       for (const wrapper of this.discovery.getProviders()) {
-        const instance = wrapper.instance as { constructor?: { name?: string }; axiosRef?: AxiosLike } | undefined;
-        if (instance?.constructor?.name === 'HttpService' && isAxiosLike(instance.axiosRef)) {
-          instrumentAxios(instance.axiosRef);
+        const instance: unknown = wrapper.instance;
+        if (instance instanceof httpService && isAxiosLike((instance as { axiosRef?: unknown }).axiosRef)) {
+          instrumentAxios((instance as { axiosRef: AxiosLike }).axiosRef);
           instrumented++;
         }
       }

@@ -22,6 +22,7 @@ import {
   ATTR_NESTJS_CONTROLLER,
   ATTR_NESTJS_HANDLER,
 } from '../semconv.js';
+import { existingRequestHook } from '../nest-compat.js';
 import { extractContext } from '../propagation/carrier.js';
 import { recordError } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
@@ -65,7 +66,6 @@ interface HookableAdapter {
   setOnRequestHook?(hook: RequestHook): void;
   getOnRouteTriggered?(): RouteTriggeredHook | undefined;
   setOnRouteTriggered?(hook: RouteTriggeredHook): void;
-  onRequestHook?: RequestHook;
 }
 
 /** Marks adapters we already hooked, so that two OtelModule imports never trace a request twice. */
@@ -175,7 +175,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
       return;
     }
     adapter[HOOKED] = true;
-    const previousRequestHook = adapter.onRequestHook;
+    const previousRequestHook = existingRequestHook(adapter);
 
     adapter.setOnRequestHook((req, res, done) => {
       const next = previousRequestHook
