@@ -403,6 +403,102 @@ export function preloadFailed(): string {
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Export health: one line when an outage starts, one when spans flow again (export-health.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** What one outage (or queue overflow) cost, for the line that ends it. */
+export interface ExportEpisodeReport {
+  durationMs: number;
+  failedExports: number;
+  /** Spans of the failed exports, dropped with them. */
+  spansInFailedExports: number;
+  /** Spans refused while the queue held maxQueueSize. */
+  queueFullDrops: number;
+  maxQueueSize: number | undefined;
+  /** Why the first export failed; undefined when only the queue overflowed. */
+  reason: string | undefined;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+function plural(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** A plain `forceFlush()` stopped waiting; the exports go on in the background. */
+export function sdkFlushTimedOut(waitedMs: number, pendingSpans: number): string {
+  return (
+    `${MESSAGE_PREFIX} flushing spans did not finish within ${waitedMs} ms (the collector is slow or not answering); ` +
+    `${plural(pendingSpans, 'span')} still being exported in the background.`
+  );
+}
+
+function droppedBreakdown(report: ExportEpisodeReport): string {
+  const total = report.spansInFailedExports + report.queueFullDrops;
+  const queue = report.maxQueueSize !== undefined ? ` at batch.maxQueueSize ${report.maxQueueSize}` : '';
+  return (
+    `${plural(total, 'span')} dropped (${report.spansInFailedExports} in the failed exports, ` +
+    `${report.queueFullDrops} because the queue was full${queue})`
+  );
+}
+
+/** The first export of an outage failed. */
+export function exportFailing(target: string, reason: string): string {
+  return (
+    `${MESSAGE_PREFIX} exporting spans to ${target} failed (${reason}). Until an export succeeds, spans that cannot ` +
+    'be sent are dropped and counted, and the application runs on unaffected; one more line follows when exports ' +
+    'work again. Check that the collector is running and reachable from this process.'
+  );
+}
+
+/** Exports succeed, but spans end faster than they are exported and the queue overflows. */
+export function exportOverloaded(target: string, maxQueueSize: number): string {
+  return (
+    `${MESSAGE_PREFIX} spans end faster than they are exported to ${target}: the queue is full ` +
+    `(batch.maxQueueSize ${maxQueueSize}) and new spans are dropped and counted until it has room again. ` +
+    'Raise batch.maxQueueSize or batch.maxExportBatchSize, or sample fewer traces.'
+  );
+}
+
+/** The outage is over: an export succeeded and the queue had room meanwhile. */
+export function exportResumed(target: string, report: ExportEpisodeReport): string {
+  return (
+    `${MESSAGE_PREFIX} exporting spans to ${target} works again after ${seconds(report.durationMs)}: ` +
+    `${plural(report.failedExports, 'export')} failed and ${droppedBreakdown(report)}.`
+  );
+}
+
+/** The queue overflow is over, and no export failed during it. */
+export function exportOverloadCleared(target: string, report: ExportEpisodeReport): string {
+  return (
+    `${MESSAGE_PREFIX} the span queue for ${target} has room again after ${seconds(report.durationMs)}: ` +
+    `${plural(report.queueFullDrops, 'span')} dropped because it was full` +
+    `${report.maxQueueSize !== undefined ? ` (batch.maxQueueSize ${report.maxQueueSize})` : ''}.`
+  );
+}
+
+/** Shutdown stopped waiting for the collector, or exports were failing when it began. */
+export function exportStateAtShutdown(target: string, lost: number, waitedMs: number, episode: ExportEpisodeReport | undefined): string {
+  const parts: string[] = [];
+  if (lost > 0) {
+    parts.push(
+      `${plural(lost, 'span')} not exported to ${target} within ${waitedMs} ms ${lost === 1 ? 'is' : 'are'} dropped; ` +
+        'otel-nest stopped waiting for the collector so that the application can exit',
+    );
+  }
+  if (episode !== undefined && episode.failedExports + episode.queueFullDrops > 0) {
+    const why = episode.reason !== undefined ? ` (${episode.reason})` : '';
+    parts.push(
+      `${lost > 0 ? 'exports had been failing' : `exports to ${target} had been failing`} for ${seconds(episode.durationMs)}${why}: ` +
+        `${plural(episode.failedExports, 'export')} failed and ${droppedBreakdown(episode)}`,
+    );
+  }
+  return `${MESSAGE_PREFIX} shutting down: ${parts.join('; ')}.`;
+}
+
 /** The parts of the one-line startup summary. */
 export interface SdkSummaryParts {
   serviceName: string;

@@ -30,6 +30,7 @@ import { resolveSdkConfig } from './resolve-config.js';
 import {
   OTEL_NEST_SDK_KEY,
   createExporter,
+  exportDeadlineMillis,
   createTracerProvider,
   detectExistingProvider,
   hasContextManager,
@@ -181,6 +182,16 @@ describe('createTracerProvider', () => {
     expect(span.isRecording()).toBe(true);
     span.end();
     expect(ended).toEqual(['kept-local']);
+  });
+
+  it('gives up on an export after the OTLP timeout plus a grace period, before the batch processor times out', () => {
+    const otlp = (timeoutMillis: number) => ({ kind: 'otlp' as const, url: 'http://127.0.0.1:1/v1/traces', headers: {}, timeoutMillis });
+    const batch = (exportTimeoutMillis: number) => ({ maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMillis: 5000, exportTimeoutMillis });
+    expect(exportDeadlineMillis({ exporter: otlp(10_000), batch: batch(30_000) })).toBe(11_000);
+    expect(exportDeadlineMillis({ exporter: otlp(800), batch: batch(3000) })).toBe(1800);
+    expect(exportDeadlineMillis({ exporter: otlp(10_000), batch: batch(5000) })).toBe(4900);
+    expect(exportDeadlineMillis({ exporter: otlp(10_000), batch: false })).toBe(11_000);
+    expect(exportDeadlineMillis({ exporter: { kind: 'instance', exporter: new InMemorySpanExporter() }, batch: false })).toBeUndefined();
   });
 
   it("builds a ConsoleSpanExporter for 'console' and an OTLPTraceExporter for 'otlp'", () => {

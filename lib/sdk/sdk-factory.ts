@@ -15,7 +15,6 @@ import { defaultResource, resourceFromAttributes, type Resource } from '@opentel
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
-  BatchSpanProcessor,
   ConsoleSpanExporter,
   ParentBasedSampler,
   SimpleSpanProcessor,
@@ -31,6 +30,12 @@ import { RandomTraceFlagSpanProcessor } from '../propagation/random-flag.process
 import { W3CTraceContextPropagator } from '../propagation/trace-context.propagator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import {
+  CappedBatchSpanProcessor,
+  EXPORT_DEADLINE_GRACE_MS,
+  ExportHealth,
+  HealthReportingSpanExporter,
+} from './export-health.js';
 import type {
   KnownPropagatorName,
   ResolvedExporter,
@@ -52,6 +57,8 @@ export interface TracerProviderBundle {
   propagator: TextMapPropagator;
   /** First span processor of the provider; its keys can change while it runs. */
   baggageProcessor: BaggageAttributesSpanProcessor;
+  /** Export results, drops and outage episodes; undefined when nothing is exported. */
+  exportHealth: ExportHealth | undefined;
 }
 
 /** Which globals {@link registerGlobals} set (each false when someone else's was kept). */
@@ -69,10 +76,21 @@ export interface RegisteredGlobals {
 export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderBundle {
   const baggageProcessor = new BaggageAttributesSpanProcessor(config.baggageToAttributes);
   const exporter = createExporter(config.exporter);
-  const exportProcessors: SpanProcessor[] =
-    exporter === undefined
-      ? []
-      : [config.batch === false ? new SimpleSpanProcessor({ exporter }) : new BatchSpanProcessor({ ...config.batch, exporter })];
+  let exportHealth: ExportHealth | undefined;
+  const exportProcessors: SpanProcessor[] = [];
+  if (exporter !== undefined) {
+    exportHealth = new ExportHealth({
+      target: describeExportTarget(config, exporter),
+      maxQueueSize: config.batch === false ? undefined : config.batch.maxQueueSize,
+      exportDeadlineMillis: exportDeadlineMillis(config),
+    });
+    const reporting = new HealthReportingSpanExporter(exporter, exportHealth);
+    exportProcessors.push(
+      config.batch === false
+        ? new SimpleSpanProcessor({ exporter: reporting })
+        : new CappedBatchSpanProcessor({ ...config.batch, exporter: reporting }, exportHealth),
+    );
+  }
   const provider = new TracerProvider({
     resource: createResource(config),
     sampler: createSampler(config.sampler),
@@ -82,7 +100,31 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
     // other processor (a redaction processor, say) looks at the span.
     spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...exportProcessors, ...config.spanProcessors],
   });
-  return { provider, propagator: createPropagator(config.propagators), baggageProcessor };
+  return { provider, propagator: createPropagator(config.propagators), baggageProcessor, exportHealth };
+}
+
+/**
+ * When an export without a result is given up on: after the OTLP exporter's own `timeoutMillis`
+ * (which bounds its retries) and a grace period, and before the BatchSpanProcessor's
+ * `exportTimeoutMillis`, whose own timer would report every late batch to the global error handler.
+ * Without a limit of either kind (SimpleSpanProcessor with a given exporter): undefined.
+ */
+export function exportDeadlineMillis(config: Pick<ResolvedSdkConfig, 'exporter' | 'batch'>): number | undefined {
+  const exporterLimit = config.exporter.kind === 'otlp' ? config.exporter.timeoutMillis + EXPORT_DEADLINE_GRACE_MS : Infinity;
+  const processorLimit =
+    config.batch === false
+      ? Infinity
+      : config.batch.exportTimeoutMillis - Math.min(100, Math.floor(config.batch.exportTimeoutMillis / 10));
+  const limit = Math.min(exporterLimit, processorLimit);
+  return Number.isFinite(limit) ? Math.max(1, limit) : undefined;
+}
+
+/** For messages: the OTLP URL, `console`, or a given exporter's class name. */
+function describeExportTarget(config: ResolvedSdkConfig, exporter: SpanExporter): string {
+  if (config.exporter.kind === 'otlp') {
+    return config.exporter.url;
+  }
+  return config.exporter.kind === 'console' ? 'the console' : (exporter.constructor?.name ?? 'the span exporter');
 }
 
 export function createResource(config: Pick<ResolvedSdkConfig, 'serviceName' | 'serviceVersion' | 'resourceAttributes'>): Resource {

@@ -14,6 +14,7 @@ import type { OtelModuleOptions } from '../interfaces/otel-module-options.interf
 import { resolveSdkConfig } from './resolve-config.js';
 import { OTEL_NEST_SDK_KEY, detectExistingProvider, hasContextManager } from './sdk-factory.js';
 import {
+  FLUSH_TIMEOUT_MS,
   acquireSdk,
   installExitHandlers,
   releaseSdk,
@@ -413,5 +414,73 @@ describe('installExitHandlers', () => {
     proc.emit('SIGTERM', 'SIGTERM');
     await vi.waitFor(() => expect(proc.kill).toHaveBeenCalledWith(4242, 'SIGTERM'));
     expect(detectExistingProvider()).toBe('none');
+  });
+});
+
+describe('flush and shutdown are bounded when the exporter never answers', () => {
+  /** A collector that accepted the request and never answers: no result, and a shutdown that never ends. */
+  class SilentExporter implements SpanExporter {
+    exports = 0;
+    export(): void {
+      this.exports++;
+    }
+    shutdown(): Promise<void> {
+      return new Promise(() => undefined);
+    }
+  }
+
+  function silent(logger: SdkLogger): { handle: SdkHandle; exporter: SilentExporter } {
+    const exporter = new SilentExporter();
+    const config = resolveSdkConfig({ exporter, batch: { scheduledDelayMillis: 60_000, exportTimeoutMillis: 120_000 } }, {});
+    return { handle: acquireSdk(config, logger), exporter };
+  }
+
+  it(`the last release gives up after FLUSH_TIMEOUT_MS (${FLUSH_TIMEOUT_MS} ms) and says how many spans it dropped`, async () => {
+    vi.useFakeTimers();
+    try {
+      const logger = fakeLogger();
+      const { handle, exporter } = silent(logger);
+      endSpan('a');
+      endSpan('b');
+      let done = false;
+      const shutdown = handle.shutdown().then(() => (done = true));
+      await vi.advanceTimersByTimeAsync(FLUSH_TIMEOUT_MS - 1);
+      expect(exporter.exports).toBe(1);
+      expect(done).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      await shutdown;
+      expect(logger.warn).toHaveBeenCalledTimes(1);
+      expect(logger.warn.mock.calls[0]![0]).toMatch(
+        /^OtelModule: shutting down: 2 spans not exported to SilentExporter within 5000 ms are dropped; otel-nest stopped waiting for the collector/,
+      );
+      expect(logger.error).not.toHaveBeenCalled();
+      expect(detectExistingProvider()).toBe('none');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a plain forceFlush stops waiting after FLUSH_TIMEOUT_MS and says the export goes on; the SDK keeps running', async () => {
+    vi.useFakeTimers();
+    try {
+      const logger = fakeLogger();
+      const { handle } = silent(logger);
+      handles.push(handle);
+      endSpan('a');
+      const flushed = handle.forceFlush();
+      await vi.advanceTimersByTimeAsync(FLUSH_TIMEOUT_MS);
+      await flushed;
+      expect(logger.warn.mock.calls.map((c) => c[0])).toEqual([
+        'OtelModule: flushing spans did not finish within 5000 ms (the collector is slow or not answering); 1 span still being exported in the background.',
+      ]);
+      expect(detectExistingProvider()).toBe('otel-nest');
+      // The release that follows is bounded the same way, and counts the span it gives up on.
+      const released = handle.shutdown();
+      await vi.advanceTimersByTimeAsync(FLUSH_TIMEOUT_MS);
+      await released;
+      expect(logger.warn.mock.calls[1]![0]).toMatch(/shutting down: 1 span not exported/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -8,11 +8,13 @@ import {
   preloadFailed,
   propagatorAlreadyRegistered,
   sdkFlushFailed,
+  sdkFlushTimedOut,
   sdkReusedWithDifferentOptions,
   sdkShutdownFailed,
   sdkStartedByPreload,
 } from '../otel.messages.js';
 import type { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import type { ExportHealth, ExportHealthSnapshot } from './export-health.js';
 import { resolveSdkConfig, type ResolvedSdkConfig, type SdkOptionName } from './resolve-config.js';
 import {
   OTEL_NEST_SDK_KEY,
@@ -61,12 +63,16 @@ export interface SdkHandle {
   readonly samplerDescription: string;
   /** e.g. `tracecontext,baggage`. */
   readonly propagatorDescription: string;
-  /** Exports every finished span now. Never rejects. */
+  /**
+   * Exports every finished span now. Waits at most {@link FLUSH_TIMEOUT_MS} (the exports go on in
+   * the background after that, and a warning says so). Never rejects.
+   */
   forceFlush(): Promise<void>;
   /**
    * Releases this holder (same as {@link releaseSdk}) after flushing finished spans. The last
    * holder of an otel-nest provider also shuts it down and unregisters the globals it registered.
-   * Idempotent; never rejects.
+   * Takes at most {@link FLUSH_TIMEOUT_MS}, however the collector behaves: spans not exported by
+   * then are dropped, and one warning says how many. Idempotent; never rejects.
    */
   shutdown(): Promise<void>;
 }
@@ -81,6 +87,7 @@ interface SdkState {
   readonly provider: TracerProvider;
   readonly propagator: TextMapPropagator;
   readonly baggageProcessor: BaggageAttributesSpanProcessor;
+  readonly exportHealth: ExportHealth | undefined;
   /** The configuration the provider was built from. */
   readonly config: ResolvedSdkConfig;
   readonly registered: RegisteredGlobals;
@@ -123,7 +130,7 @@ function acquire(config: ResolvedSdkConfig, logger: SdkLogger, origin: SdkOrigin
   }
   // Nothing registered. A state left here lost its globals to someone's trace.disable(): its
   // holders still release it themselves, and a fresh SDK takes the slot.
-  const { provider, propagator, baggageProcessor } = createTracerProvider(config);
+  const { provider, propagator, baggageProcessor, exportHealth } = createTracerProvider(config);
   const registered = registerGlobals(provider, propagator);
   const state: SdkState = {
     version: 1,
@@ -131,6 +138,7 @@ function acquire(config: ResolvedSdkConfig, logger: SdkLogger, origin: SdkOrigin
     provider,
     propagator,
     baggageProcessor,
+    exportHealth,
     config,
     registered,
     holders: new Set(),
@@ -162,7 +170,7 @@ function join(
     propagatorDescription: running.summary.propagators.join(',') || 'none',
     forceFlush: async () => {
       if (!released) {
-        await flush(state, logger);
+        await boundedFlush(state, logger);
       }
     },
     shutdown: async () => {
@@ -176,8 +184,9 @@ function join(
         await shutdownState(state, logger);
         return;
       }
-      // Others still hold the SDK, but this application's spans should leave with it.
-      await flush(state, logger);
+      // Others still hold the SDK, but this application's spans should leave with it, within the
+      // same bound as a shutdown (the process may be about to exit).
+      await withinShutdownBound(state, logger, () => flush(state, logger));
     },
   };
   state.holders.add(handle);
@@ -205,12 +214,74 @@ async function shutdownState(state: SdkState, logger: SdkLogger): Promise<void> 
   if (globalTracerProvider() === state.provider) {
     unregisterGlobals(state.registered);
   }
-  await flush(state, logger);
-  try {
-    await state.provider.shutdown();
-  } catch (error) {
-    logger.error(sdkShutdownFailed(), error);
+  // One bound for flush and shutdown together: a hanging collector must not hold the process.
+  await withinShutdownBound(
+    state,
+    logger,
+    async () => {
+      await flush(state, logger);
+      try {
+        await state.provider.shutdown();
+      } catch (error) {
+        logger.error(sdkShutdownFailed(), error);
+      }
+    },
+    true,
+  );
+}
+
+/**
+ * Longest time a handle's forceFlush() or shutdown() waits for the collector. Below the grace
+ * periods of process managers (10 s for `docker stop`, 30 s in Kubernetes), which also cover the
+ * application's own shutdown hooks. A healthy collector takes milliseconds.
+ */
+export const FLUSH_TIMEOUT_MS = 5000;
+
+/**
+ * Runs `work` (a flush, or flush and shutdown) for at most {@link FLUSH_TIMEOUT_MS}. When time is
+ * up, the exports still waiting are given up on and counted as lost. The final shutdown (`final`)
+ * also counts the queue as lost, and reports an outage that was still going on.
+ */
+async function withinShutdownBound(state: SdkState, logger: SdkLogger, work: () => Promise<void>, final = false): Promise<void> {
+  const startedAt = Date.now();
+  const finished = await settlesWithin(work(), FLUSH_TIMEOUT_MS);
+  const health = state.exportHealth;
+  if (health === undefined) {
+    if (!finished) {
+      logger.error(sdkShutdownFailed(), new Error(`timed out after ${FLUSH_TIMEOUT_MS} ms`));
+    }
+    return;
   }
+  const lost = finished ? 0 : health.abandonAtShutdown(final);
+  const report = lost > 0 || final ? health.shutdownReport(lost, Date.now() - startedAt) : undefined;
+  if (report !== undefined) {
+    logger.warn(report);
+  }
+}
+
+/** A plain flush: bounded, but what is still being exported goes on (and is not counted lost). */
+async function boundedFlush(state: SdkState, logger: SdkLogger): Promise<void> {
+  if (!(await settlesWithin(flush(state, logger), FLUSH_TIMEOUT_MS))) {
+    logger.warn(sdkFlushTimedOut(FLUSH_TIMEOUT_MS, state.exportHealth?.snapshot().inFlight ?? 0));
+  }
+}
+
+/** Whether `promise` settles within `ms`; the timer does not keep the process alive. */
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    promise.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    );
+  });
 }
 
 async function flush(state: SdkState, logger: SdkLogger): Promise<void> {
@@ -219,6 +290,14 @@ async function flush(state: SdkState, logger: SdkLogger): Promise<void> {
   } catch (error) {
     logger.error(sdkFlushFailed(), error);
   }
+}
+
+/**
+ * Export counters and outage state of the otel-nest SDK running in this process; undefined when
+ * none runs or it exports nothing. For tests and diagnostics.
+ */
+export function currentExportHealth(): ExportHealthSnapshot | undefined {
+  return currentState()?.exportHealth?.snapshot();
 }
 
 /** A handle that holds nothing: disabled, or the application's own provider. */
@@ -347,8 +426,11 @@ function describeExporter(config: ResolvedSdkConfig): string {
 
 const PRELOAD_KEY = Symbol.for('otel-nest.preload');
 
-/** How long the exit handlers wait for the last spans to be exported. */
-export const EXIT_FLUSH_TIMEOUT_MS = 5000;
+/**
+ * The exit handlers' own limit, a safety net: the release they run already stops waiting after
+ * {@link FLUSH_TIMEOUT_MS} and reports what it dropped.
+ */
+export const EXIT_FLUSH_TIMEOUT_MS = FLUSH_TIMEOUT_MS + 1000;
 
 /** The part of `process` the exit handlers use (a fake one in tests). */
 export interface ExitProcess {
@@ -410,17 +492,14 @@ export function startSdkFromEnv(options: StartSdkFromEnvOptions = {}): SdkHandle
  * - SIGTERM: listening to it replaces Node's default "terminate". If another listener exists (Nest's
  *   `enableShutdownHooks()`, a user handler) that listener owns the exit: we only flush. Nest
  *   closes the app, removes its listener and re-sends SIGTERM, which then finds us alone. Alone,
- *   we flush and release (bounded by {@link EXIT_FLUSH_TIMEOUT_MS}), remove our listener and re-send the
+ *   we release (which flushes; bounded by {@link FLUSH_TIMEOUT_MS}), remove our listener and re-send the
  *   signal, so the process dies of SIGTERM exactly as without us: the parent sees the signal (exit
  *   status 143 in a shell), which `process.exit(143)` would only imitate.
  */
 export function installExitHandlers(handle: SdkHandle, proc: ExitProcess, logger: SdkLogger): void {
-  // Flush before releasing: an application that never closed still holds the SDK, so the release
-  // alone would not export what its batch processor buffers (its timer does not keep Node alive).
-  const flushAndRelease = async (): Promise<void> => {
-    await handle.forceFlush();
-    await handle.shutdown();
-  };
+  // The release flushes even when an application that never closed still holds the SDK (its batch
+  // processor's timer does not keep Node alive), within one bound for the flush and the shutdown.
+  const flushAndRelease = (): Promise<void> => handle.shutdown();
   proc.once('beforeExit', () => {
     void flushAndRelease();
   });
