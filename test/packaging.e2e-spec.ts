@@ -76,7 +76,9 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
 
     const exit = await child.stop('SIGTERM');
     child = undefined;
-    expect(exit.signal ?? exit.code).toBeTruthy();
+    // Nest's shutdown hook closes the app (our flush runs in it) and re-sends SIGTERM: the process
+    // dies of the signal, as without tracing. A crash or a failed shutdown (Nest exits with 1) is not that.
+    expect(exit).toEqual({ code: null, signal: 'SIGTERM' });
     const servers = receiver.spans.filter((s) => s.kind === SERVER);
     expect(servers.map((s) => s.traceId).sort()).toEqual([...traceIds].sort());
     expect(new Set(servers.map((s) => s.resource['service.name']))).toEqual(new Set(['sigterm-fixture']));
@@ -106,22 +108,31 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
     expect(child.output()).not.toMatch(/Attempted duplicate registration/);
   });
 
-  it('with @opentelemetry/instrumentation-http also running: one SERVER span, enriched with the route', async () => {
+  it('with @opentelemetry/instrumentation-http also running: one SERVER span, enriched with the route and the captured headers', async () => {
     child = await startChildApp(
       'test/fixtures/app.mjs',
       {
         OTEL_SERVICE_NAME: 'with-instrumentation-http',
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
         OTEL_BSP_SCHEDULE_DELAY: '50',
-        FIXTURE_OTEL_OPTIONS: JSON.stringify({}),
+        FIXTURE_OTEL_OPTIONS: JSON.stringify({ http: { requestHeaders: ['X-Tenant'], responseHeaders: ['Content-Type'] } }),
       },
       ['--import', './test/fixtures/preload-instrumentation-http.mjs'],
     );
-    const body = await request(child.port, '/orders/3', { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` });
+    const body = await request(child.port, '/orders/3', {
+      traceparent: `00-${TRACE_ID}-${PARENT_ID}-01`,
+      'x-tenant': 'acme',
+      'x-other': 'not listed',
+    });
     expect(body.traceId).toBe(TRACE_ID);
     await receiver.waitForSpans((s) => s.kind === SERVER && s.traceId === TRACE_ID);
-    // Give a duplicate, if there were one, time to arrive too.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A duplicate SERVER span, if there were one, ended with the response too. Nest's shutdown
+    // (SIGTERM, enableShutdownHooks) flushes every ended span before the process goes, so once the
+    // child is gone everything it traced is here: no time to guess. Both endings below mean the
+    // shutdown completed (a failed one exits with 1); the 0 is the bug of the next test.
+    const exit = await child.stop('SIGTERM');
+    child = undefined;
+    expect([{ code: null, signal: 'SIGTERM' }, { code: 0, signal: null }]).toContainEqual(exit);
     const servers = receiver.spans.filter((s) => s.kind === SERVER && s.traceId === TRACE_ID);
     expect(servers).toHaveLength(1);
     expect(servers[0]!.scope.name).toBe('@opentelemetry/instrumentation-http');
@@ -131,7 +142,48 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
       'http.route': '/orders/:id',
       'nestjs.controller': 'OrdersController',
       'nestjs.handler': 'find',
+      'http.request.header.x-tenant': ['acme'],
+      'http.response.header.content-type': [expect.stringMatching(/^application\/json/)],
     });
+    expect(servers[0]!.attributes).not.toHaveProperty('http.request.header.x-other');
+  });
+
+  /** How the preloaded app of the next test ended, for the one after it. */
+  let preloadedExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  it('otel-nest/register preload + enableShutdownHooks(): SIGTERM to an idle app ends it cleanly, its spans exported', async () => {
+    child = await startChildApp(
+      'test/fixtures/app.mjs',
+      {
+        OTEL_SERVICE_NAME: 'preloaded-sigterm',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        FIXTURE_OTEL_OPTIONS: JSON.stringify({}),
+      },
+      ['--import', 'otel-nest/register'],
+    );
+    const body = await request(child.port, '/orders/4');
+    // Exported: nothing is left in flight, the app is idle when the signal comes.
+    await receiver.waitForSpans((s) => s.kind === SERVER && s.traceId === body.traceId);
+    preloadedExit = await child.stop('SIGTERM');
+    child = undefined;
+    // Not a crash, not a failed shutdown (Nest exits with 1); which of the two: see the next test.
+    expect([{ code: null, signal: 'SIGTERM' }, { code: 0, signal: null }]).toContainEqual(preloadedExit);
+    expect(receiver.spans.filter((s) => s.kind === SERVER && s.traceId === body.traceId)).toHaveLength(1);
+  });
+
+  /**
+   * KNOWN BUG (lib/sdk/sdk-handle.ts, installExitHandlers): with the otel-nest/register preload,
+   * Nest's shutdown hook re-sends SIGTERM to a process whose event loop is idle by then; the
+   * preload's SIGTERM listener is still registered, so the signal is not fatal, and signal handles
+   * do not keep the loop alive: the process ends with exit code 0 before the signal is dispatched
+   * (the preload's 'beforeExit' handler still flushes). The parent (Docker, Kubernetes, a shell)
+   * sees 0, not the SIGTERM the documentation promises. `it.fails` until fixed (then make it `it`).
+   * Proposed fix: remember that another listener took the first SIGTERM, and re-raise the signal
+   * from the 'beforeExit' handler once the release is done.
+   */
+  it.fails('otel-nest/register preload + enableShutdownHooks(): the idle app of the previous test died of SIGTERM', () => {
+    expect(preloadedExit).toEqual({ code: null, signal: 'SIGTERM' });
   });
 
   it.each([

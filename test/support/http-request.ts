@@ -16,7 +16,8 @@ export function plainRequest(
   url: string,
   options: {
     method?: string;
-    headers?: Record<string, string>;
+    /** An array sends the header once per value (a repeated header). */
+    headers?: Record<string, string | string[]>;
     body?: string;
     /** Sent one after another, 20 ms apart (chunked), so the server reads them from later socket events. */
     bodyChunks?: string[];
