@@ -46,6 +46,15 @@ describe('W3C baggage: members', () => {
     expect(entries(header)).toEqual({ ok: { value: '2' } });
   });
 
+  it('keeps members whose keys are Object.prototype names (__proto__, constructor)', () => {
+    expect(Object.entries(parseBaggage('__proto__=a,constructor=b,toString=c')).map(([key, entry]) => [key, entry.value])).toEqual([
+      ['__proto__', 'a'],
+      ['constructor', 'b'],
+      ['toString', 'c'],
+    ]);
+    expect(roundTrip('__proto__=a;p,k=v')).toBe('__proto__=a;p,k=v');
+  });
+
   it('accepts an empty value', () => {
     expect(entries('k=')).toEqual({ k: { value: '' } });
   });

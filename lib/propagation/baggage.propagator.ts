@@ -94,7 +94,8 @@ export function validProperties(metadata: string | undefined): string {
 
 /** Parses a baggage header: valid members only, within the limits. */
 export function parseBaggage(header: string): Record<string, BaggageEntry> {
-  const entries: Record<string, BaggageEntry> = {};
+  // No prototype: `__proto__` is a valid key (a token) and must be an entry like any other.
+  const entries: Record<string, BaggageEntry> = Object.create(null);
   if (Buffer.byteLength(header) > BAGGAGE_MAX_BYTES) {
     return entries;
   }

@@ -29,6 +29,13 @@ describe('contextFieldValue: the one check every inbound value passes', () => {
     expect(contextFieldValue('traceparent', [TP])).toBe(TP);
   });
 
+  it('rejects a traceparent repeated and already combined into one value (Node req.headers, proxies)', () => {
+    const future = 'cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz';
+    expect(contextFieldValue('traceparent', `${future}, ${TP}`)).toBeUndefined();
+    expect(contextFieldValue('traceparent', `${TP}, ${TP}`)).toBeUndefined();
+    expect(contextFieldValue('traceparent', future)).toBe(future);
+  });
+
   it.each([
     ['CR', 'k=v\r'],
     ['LF', 'k=v\nx'],
@@ -70,6 +77,10 @@ describe('findHeader: case-insensitive, every value', () => {
     expect(findHeader({ Traceparent: TP }, 'traceparent')).toBe(TP);
     expect(findHeader({ TRACEPARENT: TP }, 'traceparent')).toBe(TP);
     expect(findHeader({ traceparent: TP, Traceparent: TP }, 'traceparent')).toEqual([TP, TP]);
+    // An array nested in an array (AMQP) is no header value: it is not unwrapped into a repeated header.
+    expect(contextFieldValue('traceparent', findHeader({ traceparent: [[TP]] }, 'traceparent'))).toBeUndefined();
+    expect(contextFieldValue('baggage', findHeader({ baggage: [['k=v']] }, 'baggage'))).toBeUndefined();
+    expect(contextFieldValue('traceparent', findHeader({ traceparent: [TP] }, 'traceparent'))).toBe(TP);
   });
 
   it('reads hostile carriers as absent', () => {

@@ -167,7 +167,9 @@ export function findHeader(record: unknown, name: string): unknown {
         }
       }
     }
-    return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
+    // One match that is itself an array (an AMQP array nested in an array) stays wrapped: a list
+    // of lists is no header value, where unwrapping it would read the inner list as a repeated header.
+    return found.length === 0 ? undefined : found.length === 1 && !Array.isArray(found[0]) ? found[0] : found;
   } catch {
     return undefined;
   }

@@ -61,7 +61,9 @@ export function maxFieldLength(field: string): number {
 /**
  * The value of context field `field` as a propagator may read it, or `undefined` ("absent"):
  * - a string or bytes; an array of them is a repeated header, combined with `,` as HTTP does
- *   (a repeated `traceparent` is invalid: absent);
+ *   (a repeated `traceparent` is invalid: absent, and so is one with a comma in it, which is
+ *   how a repetition looks once Node's `req.headers` or a proxy has combined it: a later
+ *   version's `00-...-01-x, 00-...` would otherwise parse as its first 55 characters);
  * - values of other types (numbers, objects, AMQP tables) are absent;
  * - a value with a control character (CR, LF, NUL, ...) or a non-ASCII byte anywhere, or longer
  *   than {@link maxFieldLength} once combined, is absent as a whole.
@@ -84,7 +86,10 @@ export function contextFieldValue(field: string, raw: unknown): string | undefin
       return undefined;
     }
   }
-  return combined !== undefined && isSafeHeaderValue(combined) ? combined : undefined;
+  if (combined === undefined || !isSafeHeaderValue(combined)) {
+    return undefined;
+  }
+  return SINGLE_VALUED.has(field) && combined.includes(',') ? undefined : combined;
 }
 
 /**
