@@ -80,14 +80,10 @@ describe.each(['express', 'fastify'] as const)('HTTP header capture (%s)', (plat
   }
 
   /**
-   * KNOWN BUG (fastify): fastify passes its reply headers to `writeHead()` when it sends, so the raw
-   * response's `getHeader()` (all the instrumentation reads) never sees them, and no
-   * `http.response.header.*` attribute is recorded. Marked `it.fails` on fastify so that the suite
-   * stays green while it is open and turns red once it is fixed (then make it a plain `it`).
-   * Proposed fix: keep the fastify reply the request hook receives and fall back to its
-   * `getHeader(name)` when the raw response has no such header.
+   * fastify passes its reply headers to `writeHead()` when it sends, so the raw response's
+   * `getHeader()` never sees them: on fastify the reply's own `getHeader()` is read.
    */
-  const responseIt = platform === 'fastify' ? it.fails : it;
+  const responseIt = it;
 
   it('records the listed request headers, lower-case whatever the case on the wire or in the options, and only those', async () => {
     const response = await plainRequest(`${base}/profile/7`, {

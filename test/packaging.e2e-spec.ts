@@ -173,16 +173,12 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
   });
 
   /**
-   * KNOWN BUG (lib/sdk/sdk-handle.ts, installExitHandlers): with the otel-nest/register preload,
-   * Nest's shutdown hook re-sends SIGTERM to a process whose event loop is idle by then; the
-   * preload's SIGTERM listener is still registered, so the signal is not fatal, and signal handles
-   * do not keep the loop alive: the process ends with exit code 0 before the signal is dispatched
-   * (the preload's 'beforeExit' handler still flushes). The parent (Docker, Kubernetes, a shell)
-   * sees 0, not the SIGTERM the documentation promises. `it.fails` until fixed (then make it `it`).
-   * Proposed fix: remember that another listener took the first SIGTERM, and re-raise the signal
-   * from the 'beforeExit' handler once the release is done.
+   * With the otel-nest/register preload, Nest's shutdown hook re-sends SIGTERM to a process whose
+   * event loop is idle by then; signal handles do not keep the loop alive, so without the preload
+   * re-raising it from 'beforeExit' the process would end with 0, not by the signal the parent
+   * (Docker, Kubernetes, a shell) expects.
    */
-  it.fails('otel-nest/register preload + enableShutdownHooks(): the idle app of the previous test died of SIGTERM', () => {
+  it('otel-nest/register preload + enableShutdownHooks(): the idle app of the previous test died of SIGTERM', () => {
     expect(preloadedExit).toEqual({ code: null, signal: 'SIGTERM' });
   });
 

@@ -58,6 +58,12 @@ export function getHttpRequestState(ctx: Context = context.active()): HttpReques
   return ctx.getValue(HTTP_REQUEST_STATE) as HttpRequestState | undefined;
 }
 
+/** The parts of a fastify reply read here: its headers, and the request (for its matched route). */
+interface FastifyReplyLike {
+  request?: unknown;
+  getHeader?(name: string): number | string | string[] | undefined;
+}
+
 type RequestHook = (req: unknown, res: unknown, done: (err?: unknown) => void) => unknown;
 type RouteTriggeredHook = (requestMethod: number, path: string) => void;
 
@@ -186,7 +192,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
         ctx = this.onRequest(
           (isFastify ? (req as { raw: IncomingMessage }).raw : req) as IncomingMessage,
           (isFastify ? (res as { raw: ServerResponse }).raw : res) as ServerResponse,
-          isFastify ? req : undefined,
+          isFastify ? (res as FastifyReplyLike) : undefined,
         );
       } catch (err) {
         diagLimited('error', 'otel-nest: could not start the HTTP server span; the request goes on untraced.', err);
@@ -209,7 +215,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
   }
 
   /** Starts (or adopts) the SERVER span; returns the context the request must run in. */
-  private onRequest(req: IncomingMessage, res: ServerResponse, fastifyRequest: unknown): Context | undefined {
+  private onRequest(req: IncomingMessage, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): Context | undefined {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (this.isIgnored(path)) {
       return undefined;
@@ -265,15 +271,15 @@ export class HttpServerInstrumentation implements OnModuleInit {
     if (enriching) {
       // instrumentation-http names and ends its span on 'close', from a listener added before
       // this one; 'finish' comes first. An aborted response has no 'finish': its owner ends it as is.
-      res.once('finish', () => this.onEnrichedFinish(state, req, res, fastifyRequest));
+      res.once('finish', () => this.onEnrichedFinish(state, req, res, fastifyReply));
     } else {
-      res.once('close', () => this.onClose(state, req, res, fastifyRequest));
+      res.once('close', () => this.onClose(state, req, res, fastifyReply));
     }
     return ctx;
   }
 
   /** Completes instrumentation-http's SERVER span with what we know; its owner sets the status and ends it. */
-  private onEnrichedFinish(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyRequest: unknown): void {
+  private onEnrichedFinish(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): void {
     if (state.ended) {
       return;
     }
@@ -283,12 +289,12 @@ export class HttpServerInstrumentation implements OnModuleInit {
         return;
       }
       if (!state.route) {
-        const route = frameworkRoute(req, fastifyRequest);
+        const route = frameworkRoute(req, fastifyReply?.request);
         if (route) {
           setRoute(state, route);
         }
       }
-      this.setResponseHeaders(state.span, res);
+      this.setResponseHeaders(state.span, res, fastifyReply);
       if (res.statusCode >= 500 && state.error !== undefined) {
         recordError(state.span, state.error, String(res.statusCode));
       }
@@ -297,14 +303,14 @@ export class HttpServerInstrumentation implements OnModuleInit {
     }
   }
 
-  private onClose(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyRequest: unknown): void {
+  private onClose(state: HttpRequestState, req: IncomingMessage, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): void {
     if (state.ended) {
       return;
     }
     state.ended = true;
     try {
       if (!state.route) {
-        const route = frameworkRoute(req, fastifyRequest);
+        const route = frameworkRoute(req, fastifyReply?.request);
         if (route) {
           setRoute(state, route);
         }
@@ -314,7 +320,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
       if (res.headersSent || res.writableFinished) {
         span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       }
-      this.setResponseHeaders(span, res);
+      this.setResponseHeaders(span, res, fastifyReply);
       if (!res.writableFinished) {
         // The connection closed before the response was complete (client abort, socket error).
         span.setAttribute(ATTR_ERROR_TYPE, res.headersSent ? String(status) : '_OTHER');
@@ -335,9 +341,11 @@ export class HttpServerInstrumentation implements OnModuleInit {
     }
   }
 
-  private setResponseHeaders(span: Span, res: ServerResponse): void {
+  private setResponseHeaders(span: Span, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): void {
     for (const name of this.options.responseHeaders) {
-      const value = res.getHeader(name);
+      // fastify hands its headers to writeHead() at send time: they are not on the raw response
+      // unless something set them there, so its reply is asked too.
+      const value = res.getHeader(name) ?? fastifyReply?.getHeader?.(name);
       if (value !== undefined) {
         span.setAttribute(ATTR_HTTP_RESPONSE_HEADER_PREFIX + name, Array.isArray(value) ? value.map(String) : [String(value)]);
       }

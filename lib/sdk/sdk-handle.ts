@@ -500,11 +500,23 @@ export function installExitHandlers(handle: SdkHandle, proc: ExitProcess, logger
   // The release flushes even when an application that never closed still holds the SDK (its batch
   // processor's timer does not keep Node alive), within one bound for the flush and the shutdown.
   const flushAndRelease = (): Promise<void> => handle.shutdown();
+  // Set when another SIGTERM listener took over the exit. Nest's enableShutdownHooks() removes its
+  // listener and re-sends the signal once its shutdown is over, but a signal sent to an idle
+  // process is never dispatched (signal handles do not keep the event loop alive): the loop ends
+  // instead, with 0. Then the signal is re-raised here, but only when that listener is gone: a
+  // handler of the application's that is still registered chose to let the process end by itself.
+  let sigtermOwnedByOthers = false;
   proc.once('beforeExit', () => {
-    void flushAndRelease();
+    void flushAndRelease().finally(() => {
+      if (sigtermOwnedByOthers && proc.listenerCount('SIGTERM') === 1) {
+        proc.removeListener('SIGTERM', onSigterm);
+        proc.kill(proc.pid, 'SIGTERM');
+      }
+    });
   });
   const onSigterm = (): void => {
     if (proc.listenerCount('SIGTERM') > 1) {
+      sigtermOwnedByOthers = true;
       void handle.forceFlush();
       return;
     }
