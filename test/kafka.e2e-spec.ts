@@ -191,9 +191,10 @@ class GatewayController {
 const randomTraceId = (): string => randomBytes(16).toString('hex');
 const randomSpanId = (): string => randomBytes(8).toString('hex');
 const remoteParent = (): SpanContext => ({ traceId: randomTraceId(), spanId: randomSpanId(), traceFlags: 1, isRemote: true });
+/** The traceparent naming `span`, with its sampled and (Level 2) random flags. */
 const traceparentOf = (span: ReadableSpan | SpanContext): string => {
-  const { traceId, spanId } = 'spanContext' in span ? span.spanContext() : span;
-  return `00-${traceId}-${spanId}-01`;
+  const { traceId, spanId, traceFlags } = 'spanContext' in span ? span.spanContext() : span;
+  return `00-${traceId}-${spanId}-${(traceFlags & 0x03).toString(16).padStart(2, '0')}`;
 };
 
 /** Record headers as text, the way a plain kafkajs consumer hands them to `propagation.extract`. */

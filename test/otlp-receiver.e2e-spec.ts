@@ -252,6 +252,8 @@ describe('OTLP receiver', () => {
       {
         traceId,
         spanId,
+        // No flags field was sent.
+        flags: 0,
         name: 'other span',
         kind: 3,
         startTimeUnixNano: '1700000000000000000',

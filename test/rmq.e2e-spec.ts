@@ -175,8 +175,10 @@ function remoteParent(): SpanContext {
   };
 }
 
+/** The traceparent naming `spanContext`, with its sampled and (Level 2) random flags. */
 function traceparentOf(spanContext: SpanContext): string {
-  return `00-${spanContext.traceId}-${spanContext.spanId}-01`;
+  const flags = (spanContext.traceFlags & 0x03).toString(16).padStart(2, '0');
+  return `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`;
 }
 
 /** A caller's context: a remote parent span, and `tenant.id` baggage if given. */
