@@ -36,6 +36,7 @@ import { SEND_CLIENT_CLOSED } from '../lib/transports/shared/producer-tracer.js'
 // Not exported from the package's index by Nest 11; this path exists in both.
 import { NatsResponseJSONDeserializer } from '@nestjs/microservices/deserializers/index.js';
 import { plainRequest } from './support/http-request.js';
+import { RawNatsClient } from './support/hostile-wire.js';
 import { NEST_MAJOR } from './support/nest-version.js';
 import { connect, natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from './support/nats-driver.js';
 
@@ -742,6 +743,28 @@ describe('NATS: OtelServerNats and OtelClientNats on the real broker', () => {
       expect(body.response).toMatchObject({ data: { id }, traceId: consumer.spanContext().traceId });
       expect(body.response.tenant).toBeUndefined();
     });
+  });
+
+  it('a message whose header block the driver cannot decode (a name with a space, from a raw peer) is logged, not an unhandled rejection; the server goes on', async () => {
+    // Nest 11 calls handleMessage from the subscription callback without a catch: this was an
+    // unhandled rejection that ended the process (vitest fails the run on one). Nest 12 logs it.
+    const rawPeer = await RawNatsClient.connect('127.0.0.1', Number(new URL(SERVERS[0]!).port));
+    try {
+      const id = randomUUID();
+      rawPeer.publishWithHeaders(
+        S.echo,
+        undefined,
+        Buffer.from(`bad name: x\r\ntraceparent: ${traceparentOf(remoteParent())}\r\n`),
+        Buffer.from(JSON.stringify(nestRequest(S.echo, { id }, id))),
+      );
+      await rawPeer.ping();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      rawPeer.close();
+    }
+    const parent = remoteParent();
+    const reply = await context.with(inRemoteParent(parent), () => firstValueFrom(client.send<HandlerView>(S.echo, { after: true })));
+    expect(reply.traceId).toBe(parent.traceId);
   });
 
   it('200 concurrent request-replies with distinct trace ids: every CONSUMER is in its own caller\'s trace', async () => {

@@ -118,9 +118,14 @@ export class OtelServerNats extends ServerNats {
   override handleMessage(channel: string, natsMsg: any): Promise<any> {
     const message: IncomingNatsMessage = { channel, natsMsg: natsMsg ?? {} };
     // Each message starts from the root context, not from the one the connection was opened in.
-    return context.with(ROOT_CONTEXT.setValue(INCOMING_NATS_MESSAGE, message), () =>
-      super.handleMessage(channel, natsMsg),
-    );
+    return context
+      .with(ROOT_CONTEXT.setValue(INCOMING_NATS_MESSAGE, message), () => super.handleMessage(channel, natsMsg))
+      .catch((error: unknown) => {
+        // Nest 11 calls this from the subscription callback without a catch: a message the driver
+        // cannot decode (a header name with a space, a bare CR in a value, from a raw peer) would be
+        // an unhandled rejection that ends the process. Logged as Nest 12 does.
+        this.logger.error(error);
+      });
   }
 
   override handleEvent(pattern: string, packet: ReadPacket, ctx: NatsContext): Promise<any> {
