@@ -11,8 +11,14 @@ export interface KafkaBroker {
   readonly brokers: string[];
   /** Everything the broker printed on stderr so far. */
   output(): string;
-  /** Stops the broker and waits for it to exit. */
-  stop(): Promise<void>;
+  /**
+   * Takes the broker down (SIGUSR1: its connections are closed, new ones refused) or brings it
+   * back up (SIGUSR2) with its topics, offsets and groups, as a broker restart looks to its
+   * clients. Takes effect a moment after the call.
+   */
+  setDown(down: boolean): void;
+  /** Stops the broker (SIGTERM, or `signal`, e.g. SIGKILL for a crash) and waits for it to exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 export interface KafkaBrokerOptions {
@@ -20,6 +26,11 @@ export interface KafkaBrokerOptions {
   topics?: string[];
   /** Give up waiting for the bootstrap address after this many ms. Default 10 000. */
   timeoutMs?: number;
+  /**
+   * Listen on this port rather than a random one: a broker started on the port of one that died
+   * is the same address to the clients (an empty broker: topics and groups are created again).
+   */
+  port?: number;
 }
 
 /**
@@ -35,7 +46,8 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
   if (built.status !== 0) {
     throw new Error(`Could not build the Kafka test broker:\n${built.stderr || built.stdout}`);
   }
-  const child = spawn(BINARY, ['--watch-stdin', ...(options.topics ?? [])], {
+  const portArgs = options.port === undefined ? [] : [`--port=${options.port}`];
+  const child = spawn(BINARY, ['--watch-stdin', ...portArgs, ...(options.topics ?? [])], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -69,12 +81,15 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
   return {
     brokers: address.split(','),
     output: () => stderr,
-    stop: () =>
+    setDown: (down) => {
+      child.kill(down ? 'SIGUSR1' : 'SIGUSR2');
+    },
+    stop: (signal = 'SIGTERM') =>
       (stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) {
           return;
         }
-        child.kill('SIGTERM');
+        child.kill(signal);
         const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
         await exited;
         clearTimeout(killer);

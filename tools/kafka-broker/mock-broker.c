@@ -2,21 +2,52 @@
  * A real Kafka-protocol broker for tests and local development: librdkafka's mock cluster
  * (Debian's librdkafka-dev), which speaks the Kafka wire protocol on a random localhost port.
  *
- *   kafka-broker [--watch-stdin] [topic[:partitions]]...
+ *   kafka-broker [--watch-stdin] [--port=N] [topic[:partitions]]...
  *
  * Prints the bootstrap address ("127.0.0.1:PORT") on one line of stdout, pre-creates the
  * given topics (others are created on first use), and runs until SIGTERM or SIGINT, or, with
  * --watch-stdin, until stdin closes (so it never outlives the test process that started it).
+ * With --port=N it listens on that port instead of a random one, so that a broker started after
+ * another one died is found at the same address (Linux: see bind() below). SIGUSR1 takes the
+ * broker down (its connections are closed, new ones refused), SIGUSR2 brings it back, with its
+ * topics, offsets and groups: a broker restart as its clients see it
+ * (test/broker-faults.e2e-spec.ts).
  * Build and start it with scripts/kafka-broker.mjs.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* --port: the port the mock broker's listener gets instead of 0, once. */
+static int fixed_port = 0;
+
+/*
+ * librdkafka 2.0.2's mock cluster binds its broker to 127.0.0.1 port 0, with no option to choose.
+ * This definition takes the place of libc's bind() for librdkafka (on Linux the executable's
+ * symbols come first), and gives the first IPv4 port-0 bind the --port port, with SO_REUSEADDR
+ * so that a restarted broker can take it while the old connections are in TIME_WAIT.
+ */
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+  if (fixed_port > 0 && addr && addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in) &&
+      ((const struct sockaddr_in *)addr)->sin_port == 0) {
+    struct sockaddr_in fixed;
+    int on = 1;
+    memcpy(&fixed, addr, sizeof fixed);
+    fixed.sin_port = htons((unsigned short)fixed_port);
+    fixed_port = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    return (int)syscall(SYS_bind, fd, (const struct sockaddr *)&fixed, (socklen_t)sizeof fixed);
+  }
+  return (int)syscall(SYS_bind, fd, addr, len);
+}
 
 static void *watch_stdin(void *arg) {
   char buf[256];
@@ -32,10 +63,19 @@ int main(int argc, char **argv) {
   sigset_t stop;
   int sig, i, watch = 0;
 
+  /* Read before the mock cluster binds its listener. */
+  for (i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--port=", 7) == 0) {
+      fixed_port = atoi(argv[i] + 7);
+    }
+  }
+
   /* Blocked before librdkafka starts its threads, so they inherit the mask and only sigwait sees the signals. */
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGUSR1);
+  sigaddset(&stop, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -57,6 +97,9 @@ int main(int argc, char **argv) {
       watch = 1;
       continue;
     }
+    if (strncmp(argv[i], "--port=", 7) == 0) {
+      continue;
+    }
     char *colon = strrchr(argv[i], ':');
     int partitions = 1;
     if (colon) {
@@ -75,7 +118,16 @@ int main(int argc, char **argv) {
     pthread_create(&watcher, NULL, watch_stdin, NULL);
     pthread_detach(watcher);
   }
-  sigwait(&stop, &sig);
+  for (;;) {
+    sigwait(&stop, &sig);
+    if (sig == SIGUSR1) {
+      rd_kafka_mock_broker_set_down(mcluster, -1);
+    } else if (sig == SIGUSR2) {
+      rd_kafka_mock_broker_set_up(mcluster, -1);
+    } else {
+      break;
+    }
+  }
 
   rd_kafka_mock_cluster_destroy(mcluster);
   rd_kafka_destroy(rk);

@@ -19,7 +19,15 @@ import { addAttributes } from '../../utils/attributes.js';
 import { injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
-import { pendingRequestsFor, SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
+import { closeFailsPendingRequests } from '../../nest-compat.js';
+import { diagLimited } from '../../utils/diag-limited.js';
+import {
+  PendingRequests,
+  SEND_CANCELLED,
+  SEND_CONNECTION_LOST,
+  traceEmit,
+  traceRequestReply,
+} from '../shared/producer-tracer.js';
 
 /** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
 export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
@@ -39,6 +47,9 @@ interface Producer {
 /** The PRODUCER span of the message being published in the active context. */
 const PRODUCER = createContextKey('otel-nest rmq producer');
 
+/** RabbitMQ's direct reply-to pseudo-queue, Nest's default `replyQueue`. */
+const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
+
 /**
  * Nest's `ClientRMQ`, with a PRODUCER span `send {destination}` for every `send()` and `emit()`,
  * and the span's context written into AMQP `properties.headers` by the global propagator
@@ -51,6 +62,10 @@ const PRODUCER = createContextKey('otel-nest rmq producer');
  *   `messaging.message.conversation_id` is Nest's request id (the AMQP correlation id).
  * - `emit()`: the span ends when the broker confirmed the message, or with ERROR when it could not
  *   be published.
+ * - The connection drops while `send()`s wait for their replies on direct reply-to (Nest's
+ *   default reply queue): those replies can no longer arrive, and Nest leaves the requests
+ *   pending (until the caller's timeout, or `close()`). Their spans end at the drop, ERROR with
+ *   `error.type` `connection_lost`.
  *
  * ```ts
  * ClientsModule.register([{ name: 'ORDERS', customClass: OtelClientRMQ, options: { urls, queue: 'orders' } }]);
@@ -65,8 +80,8 @@ export class OtelClientRMQ extends ClientRMQ {
    */
   protected declare _status$: ReplaySubject<any>;
   private readonly connectionAttributes: Attributes;
-  /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
-  private readonly pendingRequests = pendingRequestsFor(this);
+  /** Requests in flight: ended by a dropped connection (see registerDisconnectListener), and by close() on Nest 11. */
+  private readonly pendingRequests = new PendingRequests();
 
   constructor(options: OtelClientRmqOptions) {
     super(options);
@@ -88,8 +103,33 @@ export class OtelClientRMQ extends ClientRMQ {
    * those requests itself ('Connection closed'), and their spans get that error.
    */
   override async close(): Promise<void> {
-    this.pendingRequests?.endAllClosed();
+    if (!closeFailsPendingRequests(this)) {
+      this.pendingRequests.endAllClosed();
+    }
     return super.close();
+  }
+
+  /**
+   * Nest's disconnect listener, plus one of ours, on each connection manager Nest creates (once
+   * per `connect()` after a close, not per reconnect). Replies to direct reply-to are delivered on
+   * the channel the request went out on; once the connection drops, the requests still waiting
+   * can only stay pending in Nest, and their spans end here. A reply queue of the user's may
+   * still deliver after the reconnect: those spans wait for it.
+   */
+  override registerDisconnectListener(client: Parameters<ClientRMQ['registerDisconnectListener']>[0]): void {
+    super.registerDisconnectListener(client);
+    if (this.replyQueue !== DIRECT_REPLY_TO) {
+      return;
+    }
+    try {
+      client.on('disconnect', () => this.pendingRequests.endAll(SEND_CONNECTION_LOST));
+    } catch (err) {
+      diagLimited(
+        'warn',
+        'otel-nest: could not watch the RabbitMQ connection; requests in flight when it drops keep their spans open until they settle.',
+        err,
+      );
+    }
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {

@@ -18,6 +18,14 @@ export const SEND_CANCELLED = 'cancelled';
  */
 export const SEND_CLIENT_CLOSED = 'client_closed';
 
+/**
+ * `error.type` of a `send()` still waiting for its reply when the connection dropped, where the
+ * reply cannot survive the drop (RabbitMQ's direct reply-to: the reply goes to the channel the
+ * request was sent on, which is gone). Nest leaves such a request pending; the span ends at the
+ * drop all the same.
+ */
+export const SEND_CONNECTION_LOST = 'connection_lost';
+
 /** The `send()` PRODUCER spans of one client that have not ended yet. */
 export class PendingRequests {
   private readonly open = new Set<ProducerHandle>();
@@ -37,10 +45,15 @@ export class PendingRequests {
 
   /** Ends every span still open with ERROR `client_closed`: the client was closed under them. */
   endAllClosed(): void {
+    this.endAll(SEND_CLIENT_CLOSED);
+  }
+
+  /** Ends every span still open with ERROR and `errorType`. */
+  endAll(errorType: string): void {
     const open = [...this.open];
     this.open.clear();
     for (const producer of open) {
-      producer.end(undefined, SEND_CLIENT_CLOSED);
+      producer.end(undefined, errorType);
     }
   }
 }
