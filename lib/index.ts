@@ -1,9 +1,5 @@
 export { OtelModule } from './otel.module.js';
-export {
-  OTEL_MODULE_OPTIONS,
-  OTEL_MODULE_OPTIONS_TYPE,
-  OTEL_MODULE_ASYNC_OPTIONS_TYPE,
-} from './otel.module-definition.js';
+export { OTEL_MODULE_OPTIONS } from './otel.module-definition.js';
 export type {
   BatchOptions,
   ExporterOption,
@@ -15,7 +11,7 @@ export type {
   SamplerName,
   SamplerOption,
 } from './interfaces/otel-module-options.interface.js';
-export { Traced, OTEL_TRACED_CONSUME_METADATA, type TracedOptions, type TracedConsume } from './decorators/traced.decorator.js';
+export { Traced, type TracedOptions, type TracedConsume } from './decorators/traced.decorator.js';
 export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
 export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
 export { OtelSdkService } from './sdk/otel-sdk.service.js';

@@ -9,12 +9,6 @@ import { diagLimited } from '../utils/diag-limited.js';
 /** `PATTERN_EXTRAS_METADATA` of @nestjs/microservices (a string, so this file does not load the package). */
 const PATTERN_EXTRAS_METADATA = 'microservices:pattern_extras';
 
-/**
- * Reflect-metadata key, on the traced method's function, holding {@link TracedOptions.consume}.
- * Read by the microservice transports.
- */
-export const OTEL_TRACED_CONSUME_METADATA = 'otel-nest:traced:consume';
-
 /** How a microservice handler relates to the producer's span. See {@link TracedOptions.consume}. */
 export type TracedConsume = 'parent' | 'link' | 'parent+link';
 
@@ -156,7 +150,6 @@ function wrapMethod(
     Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, original), wrapper);
   }
   if (options.consume) {
-    Reflect.defineMetadata(OTEL_TRACED_CONSUME_METADATA, options.consume, wrapper);
     // Nest hands a handler's pattern extras to the transport server, where the traced servers read
     // the policy. @MessagePattern/@EventPattern merge their extras into these, in either order.
     Reflect.defineMetadata(
