@@ -4,7 +4,7 @@
  */
 
 /** Prefix of everything otel-nest logs or throws, so users can search their logs for it. */
-export const MESSAGE_PREFIX = 'OtelModule:';
+export const MESSAGE_PREFIX = 'otel-nest:';
 
 /** A short, log-safe description of a value a user gave us ("got ..."). */
 export function describeValue(value: unknown): string {
@@ -149,7 +149,7 @@ const OPTION_HINTS = {
 export type OptionHintKey = keyof typeof OPTION_HINTS;
 
 /**
- * `OtelModule: "sampler.ratio" must be a number between 0 and 1, got 1.5. Use e.g. { sampler: { ratio: 0.25 } }.`
+ * `otel-nest: "sampler.ratio" must be a number between 0 and 1, got 1.5. Use e.g. { sampler: { ratio: 0.25 } }.`
  * `path` is what the user wrote (`propagators[2]`); `hint` selects the expectation and example.
  */
 export function invalidOption(hint: OptionHintKey, path: string, got: unknown): string {
@@ -404,6 +404,78 @@ export function preloadFailed(): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Runtime problems of the tracing core (sdk, http, decorators, propagation, utils): logged through
+// `diag`, and the request goes on
+// ---------------------------------------------------------------------------------------------
+
+export function tracedTransportsNotListed(): string {
+  return `${MESSAGE_PREFIX} could not list the traced transports for the startup summary.`;
+}
+
+export function headerValueNotSendable(key: string): string {
+  return `${MESSAGE_PREFIX} not sending the "${key}" header: its value is not a valid header value.`;
+}
+
+export function headerWriteFailed(key: string): string {
+  return `${MESSAGE_PREFIX} could not write the "${key}" header; the message goes out without it.`;
+}
+
+/** `what`: `request` (a propagator of ours called by anyone) or `message` (our own inject). */
+export function propagatorInjectFailed(what: 'request' | 'message'): string {
+  return `${MESSAGE_PREFIX} the propagator failed to write trace context; the ${what} goes out without it.`;
+}
+
+export function propagatorExtractFailed(): string {
+  return `${MESSAGE_PREFIX} the propagator failed to read trace context; starting a new trace.`;
+}
+
+export function httpServerSpanStartFailed(): string {
+  return `${MESSAGE_PREFIX} could not start the HTTP server span; the request goes on untraced.`;
+}
+
+export function httpRouteNotRecorded(): string {
+  return `${MESSAGE_PREFIX} could not record the HTTP route.`;
+}
+
+export function httpServerSpanEndFailed(): string {
+  return `${MESSAGE_PREFIX} could not complete the HTTP server span.`;
+}
+
+export function fetchAlreadyInstrumented(): string {
+  return `${MESSAGE_PREFIX} fetch is already instrumented by another subscriber; not adding a second one.`;
+}
+
+export function axiosSpanStartFailed(): string {
+  return `${MESSAGE_PREFIX} could not start the axios CLIENT span; the request goes on untraced.`;
+}
+
+export function httpServiceNotInstrumented(): string {
+  return `${MESSAGE_PREFIX} could not instrument HttpService instances.`;
+}
+
+/** Thrown (as a TypeError) when the application's classes are declared. */
+export function tracedNotAMethod(qualifiedName: string): string {
+  return (
+    `${MESSAGE_PREFIX} @Traced() can only decorate methods and classes, and ${qualifiedName} is not a method. ` +
+    'Move @Traced to a method, or trace the code with TraceService.withSpan().'
+  );
+}
+
+export function tracedSpanStartFailed(qualifiedName: string): string {
+  return `${MESSAGE_PREFIX} @Traced could not start a span for ${qualifiedName}; it runs untraced.`;
+}
+
+/** `what`: the option whose function threw (`attributes`, `links`, ...). */
+export function tracedOptionThrew(what: string, qualifiedName: string): string {
+  return `${MESSAGE_PREFIX} the @Traced ${what} function of ${qualifiedName} threw; the span starts without them.`;
+}
+
+/** `what`: the callback that threw, e.g. `a span callback`. */
+export function callbackThrewIgnored(what: string): string {
+  return `${MESSAGE_PREFIX} ${what} threw and was ignored.`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Export health: one line when an outage starts, one when spans flow again (export-health.ts)
 // ---------------------------------------------------------------------------------------------
 
@@ -499,29 +571,113 @@ export function exportStateAtShutdown(target: string, lost: number, waitedMs: nu
   return `${MESSAGE_PREFIX} shutting down: ${parts.join('; ')}.`;
 }
 
-/** The parts of the one-line startup summary. */
-export interface SdkSummaryParts {
+/** The parts of the one startup summary of an application (sdk/config/summary.ts). */
+export interface StartupSummaryParts {
   serviceName: string;
-  serviceVersion?: string;
-  disabled: boolean;
+  /**
+   * `started`: by this application's OtelModule; `shared`: with an earlier OtelModule or the
+   * preload; `foreign`: the application's own SDK; `disabled`: tracing is off.
+   */
+  sdk: 'started' | 'shared' | 'foreign' | 'disabled';
   /** e.g. `OTEL_SDK_DISABLED=true`. */
-  disabledReason?: string | undefined;
+  disabledReason: string | undefined;
   exporter: string;
-  endpoint: string;
   sampler: string;
-  propagators: readonly string[];
+  propagators: string;
+  /** What this application traces: `HTTP server (express)`, `fetch`, `NATS client`, ... */
+  traced: readonly string[];
+  /** What it leaves to other instrumentations that already trace it. */
+  tracedByOthers: readonly string[];
 }
 
-/** `OtelModule: tracing "orders" 1.4.2 -> otlp http://localhost:4318/v1/traces, sampler ParentBased(AlwaysOn), propagators tracecontext,baggage.` */
-export function sdkSummary(parts: SdkSummaryParts): string {
-  if (parts.disabled) {
-    const reason = parts.disabledReason ?? 'OTEL_SDK_DISABLED=true or { disabled: true }';
-    return `${MESSAGE_PREFIX} tracing is disabled (${reason}); no spans are recorded.`;
+const SDK_ORIGIN: Readonly<Record<Exclude<StartupSummaryParts['sdk'], 'disabled'>, string>> = {
+  started: 'SDK started by OtelModule',
+  shared: 'SDK shared with an earlier OtelModule/otel-nest/register in this process',
+  foreign: "the application's own SDK",
+};
+
+/**
+ * `otel-nest: Tracing service "orders" (SDK started by OtelModule): exporter otlp http://localhost:4318/v1/traces,
+ * sampler ParentBased(AlwaysOn), propagators tracecontext,baggage; traced: fetch, HTTP server (express).`
+ */
+export function startupSummary(parts: StartupSummaryParts): string {
+  const traced = parts.traced.length > 0 ? parts.traced.join(', ') : 'nothing automatically';
+  if (parts.sdk === 'disabled') {
+    return `${MESSAGE_PREFIX} Tracing is OFF (${parts.disabledReason ?? 'SDK disabled'}); traced if enabled: ${traced}.`;
   }
-  const version = parts.serviceVersion ? ` ${parts.serviceVersion}` : '';
-  const target = parts.endpoint && parts.endpoint !== '-' ? `${parts.exporter} ${parts.endpoint}` : parts.exporter;
+  const byOthers =
+    parts.tracedByOthers.length > 0 ? `; already traced by other instrumentations: ${parts.tracedByOthers.join(', ')}` : '';
   return (
-    `${MESSAGE_PREFIX} tracing "${parts.serviceName}"${version} -> ${target}, sampler ${parts.sampler}, ` +
-    `propagators ${parts.propagators.join(',') || 'none'}.`
+    `${MESSAGE_PREFIX} Tracing service "${parts.serviceName}" (${SDK_ORIGIN[parts.sdk]}): exporter ${parts.exporter}, ` +
+    `sampler ${parts.sampler}, propagators ${parts.propagators}; traced: ${traced}${byOthers}.`
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime problems of the traced transports (lib/transports): logged through `diag`, and the
+// message goes on, untraced or without trace headers
+// ---------------------------------------------------------------------------------------------
+
+/** The transports as users know them, in the messages below. */
+export type TransportName = 'NATS' | 'RabbitMQ' | 'Kafka';
+
+export function consumerSpanStartFailed(): string {
+  return `${MESSAGE_PREFIX} could not start the CONSUMER span; the message is handled untraced.`;
+}
+
+export function consumerSpanEndFailed(): string {
+  return `${MESSAGE_PREFIX} could not end the CONSUMER span.`;
+}
+
+export function producerSpanStartFailed(transport: TransportName): string {
+  return `${MESSAGE_PREFIX} could not start the ${transport} PRODUCER span; the message goes out untraced.`;
+}
+
+export function producerSpanNotCompleted(): string {
+  return `${MESSAGE_PREFIX} could not complete a PRODUCER span.`;
+}
+
+export function messageContextNotAdded(transport: TransportName): string {
+  return `${MESSAGE_PREFIX} could not add trace context to a ${transport} message; it goes out without it.`;
+}
+
+export function replyContextNotAdded(transport: TransportName): string {
+  return `${MESSAGE_PREFIX} could not add trace context to a ${transport} reply; it goes out without it.`;
+}
+
+export function replyContextNotKept(): string {
+  return `${MESSAGE_PREFIX} could not keep the trace context for a RabbitMQ reply; it goes out without trace headers.`;
+}
+
+export function rmqConnectionNotWatched(): string {
+  return `${MESSAGE_PREFIX} could not watch the RabbitMQ connection; requests in flight when it drops keep their spans open until they settle.`;
+}
+
+export function natsHeaderNotWritten(key: string): string {
+  return `${MESSAGE_PREFIX} could not write the NATS header "${key}"; the message goes out without it.`;
+}
+
+export function natsDriverMissing(): string {
+  return `${MESSAGE_PREFIX} neither @nats-io/transport-node nor nats could be loaded; NATS messages go out without trace context. Install the driver your Nest version uses.`;
+}
+
+export function natsHeadersNotCreated(): string {
+  return `${MESSAGE_PREFIX} could not create NATS headers; the message goes out without trace context.`;
+}
+
+export function kafkaRecordNotRead(): string {
+  return `${MESSAGE_PREFIX} could not read a Kafka record for tracing; it is handled untraced.`;
+}
+
+export function kafkaAckNotRead(): string {
+  return `${MESSAGE_PREFIX} could not read a Kafka acknowledgement; the PRODUCER span goes without partition and offset.`;
+}
+
+/**
+ * `OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN` asks for exceptions as log records, which otel-nest
+ * cannot emit (it has no logs SDK). `keepsEvents`: `logs/dup` keeps the span events, `logs` drops them.
+ */
+export function exceptionLogsUnavailable(value: string, keepsEvents: boolean): string {
+  const events = keepsEvents ? 'still records them as span events' : 'records no exception events on spans';
+  return `${MESSAGE_PREFIX} OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=${value} asks for exceptions as log records, which otel-nest does not emit (it has no logs SDK); it ${events}. Failed spans keep status ERROR and error.type either way; log the error with your logger to get a log record.`;
 }

@@ -11,6 +11,6 @@
  * Importing it twice is harmless: ES modules evaluate once, and startSdkFromEnv() returns the
  * first handle when this file is reached through a second path.
  */
-import { startSdkFromEnv } from './sdk/sdk-handle.js';
+import { startSdkFromEnv } from './sdk/preload.js';
 
 startSdkFromEnv();

@@ -181,7 +181,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000,
 
 /** Our lines: every otel-nest diag line starts with the message prefix. */
 function ours(pattern: RegExp): DiagLine[] {
-  return diagLines.filter((line) => line.text.startsWith('OtelModule:') && pattern.test(line.text));
+  return diagLines.filter((line) => line.text.startsWith('otel-nest:') && pattern.test(line.text));
 }
 
 const FIGURES: Record<string, unknown> = {};
@@ -546,7 +546,7 @@ describe.concurrent('exporter faults: shutdown is bounded when the collector han
 
   function checkOutput(output: string): void {
     expect(output).not.toContain('UNHANDLED_REJECTION');
-    expect(output).toMatch(/OtelModule: shutting down: \d+ spans? not exported to http:\/\/127\.0\.0\.1:\d+\/v1\/traces within \d+ ms (is|are) dropped/);
+    expect(output).toMatch(/otel-nest: shutting down: \d+ spans? not exported to http:\/\/127\.0\.0\.1:\d+\/v1\/traces within \d+ ms (is|are) dropped/);
   }
 
   it('app.close() in-process, default exporter timeouts, hanging collector: resolves in < 9 s and says what it dropped', async () => {
@@ -569,7 +569,7 @@ describe.concurrent('exporter faults: shutdown is bounded when the collector han
       expect(ms).toBeLessThan(9000);
       expect(ms).toBeGreaterThanOrEqual(FLUSH_TIMEOUT_MS - 500);
       expect(currentExportHealth(), 'the SDK is shut down').toBeUndefined();
-      const lines = ours(/^OtelModule: shutting down: \d+ spans? not exported/);
+      const lines = ours(/^otel-nest: shutting down: \d+ spans? not exported/);
       expect(lines).toHaveLength(1);
       expect(unhandled).toEqual([]);
       report('shutdown-app-close-hang', { ms, line: lines[0]!.text });
@@ -591,7 +591,7 @@ describe.concurrent('exporter faults: shutdown is bounded when the collector han
     expect(exit.ms).toBeLessThan(9000);
     expect(exit.ms).toBeGreaterThanOrEqual(FLUSH_TIMEOUT_MS - 500);
     checkOutput(child.output());
-    report('shutdown-sigterm-hooks-hang', { ms: exit.ms, signal: exit.signal, line: /OtelModule: shutting down[^\n]*/.exec(child.output())?.[0] });
+    report('shutdown-sigterm-hooks-hang', { ms: exit.ms, signal: exit.signal, line: /otel-nest: shutting down[^\n]*/.exec(child.output())?.[0] });
   });
 
   it('SIGTERM with the otel-nest/register preload and enableShutdownHooks(), trickling collector: exits by SIGTERM in < 9 s', async () => {
@@ -607,7 +607,7 @@ describe.concurrent('exporter faults: shutdown is bounded when the collector han
     expect(exit.signal).toBe('SIGTERM');
     expect(exit.ms).toBeLessThan(9000);
     checkOutput(child.output());
-    report('shutdown-sigterm-preload-hooks-trickle', { ms: exit.ms, signal: exit.signal, line: /OtelModule: shutting down[^\n]*/.exec(child.output())?.[0] });
+    report('shutdown-sigterm-preload-hooks-trickle', { ms: exit.ms, signal: exit.signal, line: /otel-nest: shutting down[^\n]*/.exec(child.output())?.[0] });
   });
 
   it('SIGTERM with the otel-nest/register preload alone (no shutdown hooks), hanging collector: exits by SIGTERM in < 9 s', async () => {
@@ -629,6 +629,6 @@ describe.concurrent('exporter faults: shutdown is bounded when the collector han
     expect(exit.signal).toBe('SIGTERM');
     expect(exit.ms).toBeLessThan(9000);
     checkOutput(child.output());
-    report('shutdown-sigterm-preload-only-hang', { ms: exit.ms, signal: exit.signal, line: /OtelModule: shutting down[^\n]*/.exec(child.output())?.[0] });
+    report('shutdown-sigterm-preload-only-hang', { ms: exit.ms, signal: exit.signal, line: /otel-nest: shutting down[^\n]*/.exec(child.output())?.[0] });
   });
 });

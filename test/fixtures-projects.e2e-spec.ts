@@ -117,7 +117,7 @@ async function receivedSpan(receiver: OtlpReceiver, name: string, traceId: strin
 
 /** How often the startup summary of OtelModule was logged. */
 function summaryLines(output: string): string[] {
-  return output.split('\n').filter((line) => /\[OtelModule\] Tracing service "/.test(line));
+  return output.split('\n').filter((line) => /\[OtelModule\] otel-nest: Tracing service "/.test(line));
 }
 
 /**

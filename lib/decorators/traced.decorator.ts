@@ -5,6 +5,7 @@ import { processGlobal } from '../utils/process-global.js';
 import { runInSpan } from '../utils/run-in-context.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { tracedNotAMethod, tracedOptionThrew, tracedSpanStartFailed } from '../otel.messages.js';
 
 /** `PATTERN_EXTRAS_METADATA` of @nestjs/microservices (a string, so this file does not load the package). */
 const PATTERN_EXTRAS_METADATA = 'microservices:pattern_extras';
@@ -82,10 +83,7 @@ export function Traced(
     const className = typeof target === 'function' ? target.name : target.constructor.name;
     const qualifiedName = `${className}.${String(propertyKey)}`;
     if (typeof descriptor.value !== 'function') {
-      throw new TypeError(
-        `@Traced() can only decorate methods and classes, and ${qualifiedName} is not a method. ` +
-          'Move @Traced to a method, or trace the code with TraceService.withSpan().',
-      );
+      throw new TypeError(tracedNotAMethod(qualifiedName));
     }
     descriptor.value = wrapMethod(descriptor.value as AnyMethod, name ?? qualifiedName, qualifiedName, options);
     return descriptor;
@@ -180,7 +178,7 @@ function startSpan(
       root: options.root ?? false,
     });
   } catch (error) {
-    diagLimited('warn', `otel-nest: @Traced could not start a span for ${qualifiedName}; it runs untraced`, error);
+    diagLimited('warn', tracedSpanStartFailed(qualifiedName), error);
     return undefined;
   }
 }
@@ -197,7 +195,7 @@ function evaluate<V extends object>(
   try {
     return option(...args);
   } catch (error) {
-    diagLimited('warn', `otel-nest: the @Traced ${what} function of ${qualifiedName} threw; the span starts without them`, error);
+    diagLimited('warn', tracedOptionThrew(what, qualifiedName), error);
     return undefined;
   }
 }

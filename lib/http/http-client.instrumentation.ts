@@ -21,6 +21,7 @@ import { errorTypeOf } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import { httpSpanName, normalizeMethod, redactUrl } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { axiosSpanStartFailed, fetchAlreadyInstrumented, httpServiceNotInstrumented } from '../otel.messages.js';
 
 export interface ResolvedHttpClientOptions {
   fetch: boolean;
@@ -54,7 +55,7 @@ function acquireUndici(): boolean {
   if (channel('undici:request:create').hasSubscribers) {
     // Someone (usually the user's own UndiciInstrumentation) already traces fetch: a second
     // instrumentation would make every outgoing request two CLIENT spans.
-    diagLimited('info', 'otel-nest: fetch is already instrumented by another subscriber; not adding a second one.');
+    diagLimited('info', fetchAlreadyInstrumented());
     return false;
   }
   undiciSlot.current = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
@@ -152,7 +153,7 @@ export function instrumentAxios(axios: AxiosLike): void {
         });
         config[AXIOS_SPAN] = span;
       } catch (err) {
-        diagLimited('error', 'otel-nest: could not start the axios CLIENT span; the request goes on untraced.', err);
+        diagLimited('error', axiosSpanStartFailed(), err);
       }
       return config;
     },
@@ -249,7 +250,7 @@ export class HttpClientInstrumentation implements OnModuleInit, OnApplicationShu
         }
       }
     } catch (err) {
-      diagLimited('error', 'otel-nest: could not instrument HttpService instances.', err);
+      diagLimited('error', httpServiceNotInstrumented(), err);
     }
     if (instrumented > 0) {
       // The interceptors step aside per request while instrumentation-http wraps http.request.

@@ -35,6 +35,7 @@ import {
   samplingAttributes,
 } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { httpRouteNotRecorded, httpServerSpanEndFailed, httpServerSpanStartFailed } from '../otel.messages.js';
 
 /** What we know about one request while it runs; stored in its context. */
 export interface HttpRequestState {
@@ -195,7 +196,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
           isFastify ? (res as FastifyReplyLike) : undefined,
         );
       } catch (err) {
-        diagLimited('error', 'otel-nest: could not start the HTTP server span; the request goes on untraced.', err);
+        diagLimited('error', httpServerSpanStartFailed(), err);
       }
       return ctx ? context.with(ctx, next) : next();
     });
@@ -208,7 +209,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
           setRoute(state, path);
         }
       } catch (err) {
-        diagLimited('error', 'otel-nest: could not record the HTTP route.', err);
+        diagLimited('error', httpRouteNotRecorded(), err);
       }
       previousRouteHook?.(requestMethod, path);
     });
@@ -299,7 +300,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
         recordError(state.span, state.error, String(res.statusCode));
       }
     } catch (err) {
-      diagLimited('error', 'otel-nest: could not complete the HTTP server span.', err);
+      diagLimited('error', httpServerSpanEndFailed(), err);
     }
   }
 
@@ -335,7 +336,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
         }
       }
     } catch (err) {
-      diagLimited('error', 'otel-nest: could not complete the HTTP server span.', err);
+      diagLimited('error', httpServerSpanEndFailed(), err);
     } finally {
       state.span.end();
     }

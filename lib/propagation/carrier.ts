@@ -10,6 +10,7 @@ import {
 } from '@opentelemetry/api';
 import { diagLimited } from '../utils/diag-limited.js';
 import { contextFieldValue, isSendableFieldValue } from './header-values.js';
+import { headerValueNotSendable, headerWriteFailed, propagatorExtractFailed, propagatorInjectFailed } from '../otel.messages.js';
 
 /**
  * The one inbound and outbound path of trace context for every channel. A channel supplies a
@@ -65,14 +66,14 @@ export function validatingSetter<C>(setter: TextMapSetter<C>): TextMapSetter<C> 
       set(carrier: C, key: string, value: string): void {
         if (!isSendableFieldValue(key.toLowerCase(), value)) {
           if (value !== '') {
-            diagLimited('warn', `otel-nest: not sending the "${key}" header: its value is not a valid header value.`);
+            diagLimited('warn', headerValueNotSendable(key));
           }
           return;
         }
         try {
           setter.set(carrier, key, value);
         } catch (error) {
-          diagLimited('warn', `otel-nest: could not write the "${key}" header; the message goes out without it.`, error);
+          diagLimited('warn', headerWriteFailed(key), error);
         }
       },
     };
@@ -95,7 +96,7 @@ export class ValidatingPropagator implements TextMapPropagator {
     try {
       this.inner.inject(ctx, carrier, validatingSetter(setter));
     } catch (error) {
-      diagLimited('warn', 'otel-nest: the propagator failed to write trace context; the request goes out without it.', error);
+      diagLimited('warn', propagatorInjectFailed('request'), error);
     }
   }
 
@@ -103,7 +104,7 @@ export class ValidatingPropagator implements TextMapPropagator {
     try {
       return this.inner.extract(ctx, carrier, validatingGetter(getter));
     } catch (error) {
-      diagLimited('warn', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+      diagLimited('warn', propagatorExtractFailed(), error);
       return ctx;
     }
   }
@@ -126,7 +127,7 @@ export function extractContext<C>(
   try {
     return propagation.extract(base, carrier, validatingGetter(getter));
   } catch (error) {
-    diagLimited('warn', 'otel-nest: the propagator failed to read trace context; starting a new trace.', error);
+    diagLimited('warn', propagatorExtractFailed(), error);
     return base;
   }
 }
@@ -140,7 +141,7 @@ export function injectContext<C>(
   try {
     propagation.inject(ctx, carrier, validatingSetter(setter));
   } catch (error) {
-    diagLimited('warn', 'otel-nest: the propagator failed to write trace context; the message goes out without it.', error);
+    diagLimited('warn', propagatorInjectFailed('message'), error);
   }
 }
 

@@ -75,7 +75,7 @@ describe('defineSaga()', () => {
       defineSaga('x').build();
     } catch (error) {
       expect((error as Error).name).toBe('SagaDefinitionError');
-      expect((error as Error).message.startsWith('OtelModule: ')).toBe(true);
+      expect((error as Error).message.startsWith('otel-nest: ')).toBe(true);
     }
   });
 });

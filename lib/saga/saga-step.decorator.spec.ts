@@ -301,7 +301,7 @@ describe('@SagaStep bootstrap errors', () => {
     const error = await bootstrap([Inventory]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SagaDefinitionError);
     expect((error as Error).message).toBe(
-      'OtelModule: step "reserve" of saga "missing" (Inventory.reserve) names compensation method "relase", which the ' +
+      'otel-nest: step "reserve" of saga "missing" (Inventory.reserve) names compensation method "relase", which the ' +
         'provider does not have. Methods of the provider: reserve, release. Fix the name, or pass the function itself as { compensate }.',
     );
   });

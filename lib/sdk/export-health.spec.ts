@@ -64,7 +64,7 @@ describe('ExportHealth: one line when an outage starts, one when spans flow agai
     health.exportStarted(1, () => answers.push('second'))(failed('Request timed out'));
     expect(answers).toEqual(['first', 'second']);
     expect(lines).toEqual([
-      expect.stringMatching(/^warn OtelModule: exporting spans to http:\/\/collector:4318\/v1\/traces failed \(connect ECONNREFUSED 127\.0\.0\.1:4318\)\./),
+      expect.stringMatching(/^warn otel-nest: exporting spans to http:\/\/collector:4318\/v1\/traces failed \(connect ECONNREFUSED 127\.0\.0\.1:4318\)\./),
     ]);
     expect(health.snapshot()).toMatchObject({ failing: true, failedExports: 2, droppedInFailedExports: 3, droppedQueueFull: 1 });
 
@@ -73,7 +73,7 @@ describe('ExportHealth: one line when an outage starts, one when spans flow agai
     health.exportStarted(1, () => undefined)(ok);
     expect(lines).toHaveLength(2);
     expect(lines[1]).toBe(
-      `warn OtelModule: exporting spans to ${TARGET} works again after 2.5 s: 2 exports failed and 4 spans dropped ` +
+      `warn otel-nest: exporting spans to ${TARGET} works again after 2.5 s: 2 exports failed and 4 spans dropped ` +
         '(3 in the failed exports, 1 because the queue was full at batch.maxQueueSize 2).',
     );
     expect(health.snapshot()).toMatchObject({ failing: false, exportedSpans: 1, queued: 0, inFlight: 0 });
@@ -103,7 +103,7 @@ describe('ExportHealth: one line when an outage starts, one when spans flow agai
     health.admit();
     health.admit();
     slow(ok);
-    expect(lines).toEqual([expect.stringMatching(/^warn OtelModule: spans end faster than they are exported to .*batch\.maxQueueSize 1/)]);
+    expect(lines).toEqual([expect.stringMatching(/^warn otel-nest: spans end faster than they are exported to .*batch\.maxQueueSize 1/)]);
     health.exportStarted(1, () => undefined)(ok);
     expect(lines[1]).toMatch(/the span queue for .* has room again after .*: 2 spans dropped because it was full \(batch\.maxQueueSize 1\)\./);
     expect(health.snapshot().failedExports).toBe(0);
@@ -146,7 +146,7 @@ describe('ExportHealth: one line when an outage starts, one when spans flow agai
     expect(answer).toHaveBeenCalledTimes(1);
     expect(health.snapshot()).toMatchObject({ lostAtShutdown: 5, queued: 0, inFlight: 0, failedExports: 0 });
     expect(health.shutdownReport(5, 5_000)).toBe(
-      `OtelModule: shutting down: 5 spans not exported to ${TARGET} within 5000 ms are dropped; otel-nest stopped ` +
+      `otel-nest: shutting down: 5 spans not exported to ${TARGET} within 5000 ms are dropped; otel-nest stopped ` +
         'waiting for the collector so that the application can exit.',
     );
     expect(new ExportHealth({ target: TARGET }).shutdownReport(0, 10)).toBeUndefined();
@@ -159,7 +159,7 @@ describe('ExportHealth: one line when an outage starts, one when spans flow agai
     health.exportStarted(1, () => undefined)(failed());
     now = 3_000;
     expect(health.shutdownReport(0, 12)).toBe(
-      `OtelModule: shutting down: exports to ${TARGET} had been failing for 3.0 s (connect ECONNREFUSED 127.0.0.1:4318): ` +
+      `otel-nest: shutting down: exports to ${TARGET} had been failing for 3.0 s (connect ECONNREFUSED 127.0.0.1:4318): ` +
         '1 export failed and 1 span dropped (1 in the failed exports, 0 because the queue was full at batch.maxQueueSize 10).',
     );
   });
@@ -212,8 +212,8 @@ describe('HealthReportingSpanExporter + CappedBatchSpanProcessor on the SDK', ()
     await flushed;
     // Nothing but our two lines, although two batches failed or were dropped.
     expect(lines).toEqual([
-      expect.stringMatching(/^warn OtelModule: exporting spans to \S+ failed/),
-      expect.stringMatching(/^warn OtelModule: exporting spans to \S+ works again/),
+      expect.stringMatching(/^warn otel-nest: exporting spans to \S+ failed/),
+      expect.stringMatching(/^warn otel-nest: exporting spans to \S+ works again/),
     ]);
     expect(lines[1]).toMatch(/works again after .*: 1 export failed and 5 spans dropped \(2 in the failed exports, 3 because the queue was full/);
     expect(health.snapshot()).toMatchObject({ failing: false, queued: 0, inFlight: 0, exportedSpans: 5 });

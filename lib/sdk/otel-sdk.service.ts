@@ -10,8 +10,9 @@ import { DiscoveryService, ModulesContainer } from '@nestjs/core';
 import { diag } from '@opentelemetry/api';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import { OTEL_MODULE_OPTIONS } from '../otel.module-definition.js';
-import { resolveSdkConfig, type ResolvedSdkConfig } from './resolve-config.js';
-import { tracedTransportLabel } from '../transports/shared/messaging-tracing.js';
+import { tracedTransportsNotListed } from '../otel.messages.js';
+import { tracedTransportLabel } from '../utils/traced-transport.js';
+import { describeStartup, resolveSdkConfig, type ResolvedSdkConfig } from './config/index.js';
 import { acquireSdk, releaseSdk, type SdkHandle } from './sdk-handle.js';
 
 /**
@@ -90,22 +91,7 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
 
   /** One line: service, exporter, sampler, propagators, what is traced (and what others trace). */
   summary(): string {
-    const all = [...this.traced, ...this.applicationTransports()];
-    const traced = all.length > 0 ? all.join(', ') : 'nothing automatically';
-    const byOthers =
-      this.tracedByOthers.length > 0 ? `; already traced by other instrumentations: ${this.tracedByOthers.join(', ')}` : '';
-    if (this.handle.disabled) {
-      return `Tracing is OFF (${this.handle.disabledReason ?? 'SDK disabled'}); traced if enabled: ${traced}.`;
-    }
-    const sdk = this.handle.owned
-      ? this.handle.reused
-        ? 'SDK shared with an earlier OtelModule/otel-nest/register in this process'
-        : 'SDK started by OtelModule'
-      : "the application's own SDK";
-    return (
-      `Tracing service "${this.handle.serviceName}" (${sdk}): exporter ${this.handle.exporterDescription}, ` +
-      `sampler ${this.handle.samplerDescription}, propagators ${this.handle.propagatorDescription}; traced: ${traced}${byOthers}.`
-    );
+    return describeStartup(this.handle, [...this.traced, ...this.applicationTransports()], this.tracedByOthers);
   }
 
   /**
@@ -128,7 +114,7 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
         note(wrapper.instance);
       }
     } catch (err) {
-      diag.error('otel-nest: could not list the traced transports for the startup summary.', err);
+      diag.error(tracedTransportsNotListed(), err);
     }
     return [...found];
   }

@@ -26,7 +26,7 @@ import {
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
-import { resolveSdkConfig } from './resolve-config.js';
+import { resolveSdkConfig } from './config/index.js';
 import {
   OTEL_NEST_SDK_KEY,
   createExporter,
@@ -134,12 +134,16 @@ describe('createTracerProvider', () => {
     expect(exporter.getFinishedSpans()[0]!.attributes).toEqual({ a: 'abc' });
   });
 
-  it('runs the random-flag and baggage processors first, then the exporter, then the user processors', () => {
+  it('runs the random-flag and baggage processors first, then the user processors, then the exporter', () => {
     const exporter = new InMemorySpanExporter();
     const seen: string[] = [];
     const userProcessor: SpanProcessor = {
       onStart: (span: Span) => seen.push(`start tenant=${String(span.attributes['tenant.id'])}`),
-      onEnd: (span: ReadableSpan) => seen.push(`end exported=${exporter.getFinishedSpans().includes(span)}`),
+      onEnd: (span: ReadableSpan) => {
+        seen.push(`end exported=${exporter.getFinishedSpans().includes(span)}`);
+        // What a redaction processor changes here is what the exporter's processor then exports.
+        (span.attributes as Record<string, unknown>)['tenant.id'] = 'redacted';
+      },
       forceFlush: () => Promise.resolve(),
       shutdown: () => Promise.resolve(),
     };
@@ -153,20 +157,20 @@ describe('createTracerProvider', () => {
     provider.getTracer('t').startSpan('x', {}, parent).end();
 
     expect(baggageProcessor.getKeys()).toEqual(['tenant.id']);
-    expect(seen).toEqual(['start tenant=t-9', 'end exported=true']);
+    expect(seen).toEqual(['start tenant=t-9', 'end exported=false']);
     // Baggage before the exporter's processor cannot be observed through spans (the exporter reads
-    // them at onEnd), so the order is checked on the SDK's processor list (sdk-trace 2.x internals).
+    // them at onEnd), so the order is checked on the SDK's processor list (sdk-trace internals).
     const internals = provider as unknown as { _activeSpanProcessor: { _spanProcessors: SpanProcessor[] } };
     const processors = internals._activeSpanProcessor._spanProcessors;
     expect(processors.map((p) => p.constructor.name)).toEqual([
       'RandomTraceFlagSpanProcessor',
       'BaggageAttributesSpanProcessor',
-      'SimpleSpanProcessor',
       'Object',
+      'SimpleSpanProcessor',
     ]);
     expect(processors[1]).toBe(baggageProcessor);
-    expect(processors[3]).toBe(userProcessor);
-    expect(exporter.getFinishedSpans()[0]!.attributes).toEqual({ 'tenant.id': 't-9' });
+    expect(processors[2]).toBe(userProcessor);
+    expect(exporter.getFinishedSpans()[0]!.attributes).toEqual({ 'tenant.id': 'redacted' });
   });
 
   it("exporter 'none' records spans for the other processors but exports nothing", () => {

@@ -42,7 +42,7 @@ import type {
   ResolvedPropagators,
   ResolvedSampler,
   ResolvedSdkConfig,
-} from './resolve-config.js';
+} from './config/index.js';
 
 /**
  * Where the process-wide SDK state of otel-nest lives (see sdk-handle.ts). A global symbol, not a
@@ -97,8 +97,10 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
     spanLimits: { ...config.spanLimits },
     // The random-flag processor first (Level 2's flag, which the SDK drops, is set before anyone
     // reads the flags), then the baggage processor: it sets attributes in onStart, before any
-    // other processor (a redaction processor, say) looks at the span.
-    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...exportProcessors, ...config.spanProcessors],
+    // other processor looks at the span. The user's processors come before the export processor,
+    // so that what they change (a redaction processor, in onStart, onEnding or onEnd) is what is
+    // exported: a SimpleSpanProcessor exports in its own onEnd.
+    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...config.spanProcessors, ...exportProcessors],
   });
   return { provider, propagator: createPropagator(config.propagators), baggageProcessor, exportHealth };
 }

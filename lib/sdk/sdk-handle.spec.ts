@@ -3,6 +3,7 @@ import { context, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import {
+  AlwaysOnSampler,
   TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
@@ -11,18 +12,10 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
-import { resolveSdkConfig } from './resolve-config.js';
+import { describeStartup, resolveSdkConfig } from './config/index.js';
 import { OTEL_NEST_SDK_KEY, detectExistingProvider, hasContextManager } from './sdk-factory.js';
-import {
-  FLUSH_TIMEOUT_MS,
-  acquireSdk,
-  installExitHandlers,
-  releaseSdk,
-  startSdkFromEnv,
-  type ExitProcess,
-  type SdkHandle,
-  type SdkLogger,
-} from './sdk-handle.js';
+import { installExitHandlers, startSdkFromEnv, type ExitProcess } from './preload.js';
+import { FLUSH_TIMEOUT_MS, acquireSdk, releaseSdk, type SdkHandle, type SdkLogger } from './sdk-handle.js';
 
 const PRELOAD_KEY = Symbol.for('otel-nest.preload');
 
@@ -194,23 +187,23 @@ describe('acquireSdk / releaseSdk: reference counting', () => {
       { serviceName: 'orders', sampler: { ratio: 0.25 }, propagators: ['tracecontext', 'b3'] },
       { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
     );
-    expect(handle).toMatchObject({
-      serviceName: 'orders',
-      exporterDescription: 'otlp http://collector:4318/v1/traces',
-      samplerDescription: 'ParentBased(TraceIdRatio{0.25})',
-      propagatorDescription: 'tracecontext,b3',
-    });
+    expect(handle).toMatchObject({ serviceName: 'orders', running: handle.config });
+    expect(describeStartup(handle, ['fetch'], [])).toBe(
+      'otel-nest: Tracing service "orders" (SDK started by OtelModule): exporter otlp http://collector:4318/v1/traces, ' +
+        'sampler ParentBased(TraceIdRatio{0.25}), propagators tracecontext,b3; traced: fetch.',
+    );
   });
 });
 
 describe('acquireSdk: a second application with other options', () => {
   it('warns when the service name or exporter differ, and describes the running SDK', () => {
-    acquire({ serviceName: 'gateway', exporter: new InMemorySpanExporter() });
+    const first = acquire({ serviceName: 'gateway', exporter: new InMemorySpanExporter() });
     const second = acquire({ serviceName: 'orders', exporter: 'console' });
     expect(second.reused).toBe(true);
     expect(second.serviceName).toBe('gateway');
+    expect(second.running).toBe(first.config);
     expect(second.warnings).toEqual([
-      'OtelModule: another OtelModule.forRoot() in this process already started the OpenTelemetry SDK ' +
+      'otel-nest: another OtelModule.forRoot() in this process already started the OpenTelemetry SDK ' +
         '(service "gateway"); "serviceName", "exporter" given here differ and cannot change it, so spans of ' +
         'this application use the running SDK. Give every application in one process the same SDK options, ' +
         'or run them in separate processes.',
@@ -232,6 +225,34 @@ describe('acquireSdk: a second application with other options', () => {
     expect(differing.warnings[0]).toContain('"sampler", "spanLimits" given here differ');
   });
 
+  it('compares a given Sampler by identity, not by its description', () => {
+    class TenantSampler extends AlwaysOnSampler {
+      override toString(): string {
+        return 'TenantSampler';
+      }
+    }
+    const sampler = new TenantSampler();
+    acquire({ serviceName: 'svc', exporter: 'none', sampler });
+    expect(acquire({ serviceName: 'svc', exporter: 'none', sampler }).warnings).toEqual([]);
+    // Described alike, but another instance: it may sample differently.
+    const other = acquire({ serviceName: 'svc', exporter: 'none', sampler: new TenantSampler() });
+    expect(other.warnings).toHaveLength(1);
+    expect(other.warnings[0]).toContain('"sampler" given here differs');
+  });
+
+  it('compares built-in samplers by name and ratio, whichever way they were given', () => {
+    acquire({ serviceName: 'svc', exporter: 'none', sampler: { ratio: 0.25 } });
+    const same = acquire(
+      { serviceName: 'svc', exporter: 'none', sampler: 'parentbased_traceidratio' },
+      { OTEL_TRACES_SAMPLER_ARG: '0.25' },
+    );
+    expect(same.warnings).toEqual([]);
+    expect(acquire({ serviceName: 'svc', exporter: 'none', sampler: { ratio: 0.5 } }).warnings[0]).toContain('"sampler"');
+    expect(
+      acquire({ serviceName: 'svc', exporter: 'none', sampler: { ratio: 0.25, parentBased: false } }).warnings[0],
+    ).toContain('"sampler"');
+  });
+
   it('copies the baggage keys of every current holder', async () => {
     const exporter = new InMemorySpanExporter();
     acquire({ exporter, batch: false, baggageToAttributes: ['tenant.id'] });
@@ -249,7 +270,7 @@ describe('acquireSdk: a second application with other options', () => {
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     const handle = acquire({ exporter: 'none', propagators: ['b3'] });
     expect(handle.warnings).toEqual([
-      'OtelModule: a global propagator was already registered by someone else and is kept; the "propagators" ' +
+      'otel-nest: a global propagator was already registered by someone else and is kept; the "propagators" ' +
         'of otel-nest are not used. Register only one propagator per process.',
     ]);
     expect(propagation.fields()).toEqual(['traceparent', 'tracestate']);
@@ -271,10 +292,10 @@ describe('acquireSdk: a foreign provider (the application starts its own SDK)', 
     expect(handle).toMatchObject({ owned: false, reused: false, disabled: false, provider: undefined });
     expect(sdkState()).toBeUndefined();
     expect(handle.warnings).toEqual([
-      'OtelModule: a tracer provider not started by otel-nest is already registered (your own NodeSDK?); otel-nest ' +
+      'otel-nest: a tracer provider not started by otel-nest is already registered (your own NodeSDK?); otel-nest ' +
         'uses it as is and ignores "serviceName", "exporter". Configure them on your SDK, or remove it and let ' +
         'OtelModule start one.',
-      'OtelModule: "baggageToAttributes" needs a span processor, and the tracer provider was started by your own SDK. ' +
+      'otel-nest: "baggageToAttributes" needs a span processor, and the tracer provider was started by your own SDK. ' +
         "Add new BaggageAttributesSpanProcessor(['tenant.id', 'user.id']) (from 'otel-nest') to its spanProcessors.",
     ]);
 
@@ -315,7 +336,8 @@ describe('startSdkFromEnv (the otel-nest/register preload)', () => {
     const env = { OTEL_SERVICE_NAME: 'preloaded', OTEL_TRACES_EXPORTER: 'none', OTEL_PROPAGATORS: 'xray,b3' };
     const handle = startSdkFromEnv({ env, logger, process: proc });
 
-    expect(handle).toMatchObject({ owned: true, reused: false, serviceName: 'preloaded', propagatorDescription: 'b3' });
+    expect(handle).toMatchObject({ owned: true, reused: false, serviceName: 'preloaded' });
+    expect(handle?.running?.propagators).toEqual({ kind: 'named', names: ['b3'] });
     expect(startSdkFromEnv({ env, logger, process: proc })).toBe(handle);
     expect(logger.warn).toHaveBeenCalledTimes(1);
     expect(logger.warn.mock.calls[0]![0]).toContain('OTEL_PROPAGATORS="xray,b3": "xray" is not supported');
@@ -335,7 +357,7 @@ describe('startSdkFromEnv (the otel-nest/register preload)', () => {
     const module = acquire({ exporter: 'console', sampler: 'always_off', propagators: ['tracecontext', 'baggage'] });
     expect(module.reused).toBe(true);
     expect(module.warnings).toEqual([
-      'OtelModule: the OpenTelemetry SDK was already started by otel-nest/register, so "exporter", "sampler" given ' +
+      'otel-nest: the OpenTelemetry SDK was already started by otel-nest/register, so "exporter", "sampler" given ' +
         'to OtelModule.forRoot() cannot change it and are ignored. Set them with environment variables ' +
         '(OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG) for ' +
         'the preload, or drop --import otel-nest/register.',
@@ -451,7 +473,7 @@ describe('flush and shutdown are bounded when the exporter never answers', () =>
       await shutdown;
       expect(logger.warn).toHaveBeenCalledTimes(1);
       expect(logger.warn.mock.calls[0]![0]).toMatch(
-        /^OtelModule: shutting down: 2 spans not exported to SilentExporter within 5000 ms are dropped; otel-nest stopped waiting for the collector/,
+        /^otel-nest: shutting down: 2 spans not exported to SilentExporter within 5000 ms are dropped; otel-nest stopped waiting for the collector/,
       );
       expect(logger.error).not.toHaveBeenCalled();
       expect(detectExistingProvider()).toBe('none');
@@ -471,7 +493,7 @@ describe('flush and shutdown are bounded when the exporter never answers', () =>
       await vi.advanceTimersByTimeAsync(FLUSH_TIMEOUT_MS);
       await flushed;
       expect(logger.warn.mock.calls.map((c) => c[0])).toEqual([
-        'OtelModule: flushing spans did not finish within 5000 ms (the collector is slow or not answering); 1 span still being exported in the background.',
+        'otel-nest: flushing spans did not finish within 5000 ms (the collector is slow or not answering); 1 span still being exported in the background.',
       ]);
       expect(detectExistingProvider()).toBe('otel-nest');
       // The release that follows is bounded the same way, and counts the span it gives up on.

@@ -1,11 +1,9 @@
 import { diag, type TextMapPropagator } from '@opentelemetry/api';
 import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import {
-  FOREIGN_SDK_DESCRIPTION,
   foreignProviderBaggage,
   foreignProviderIgnoresOptions,
   foreignProviderWithoutContextManager,
-  preloadFailed,
   propagatorAlreadyRegistered,
   sdkFlushFailed,
   sdkFlushTimedOut,
@@ -15,7 +13,7 @@ import {
 } from '../otel.messages.js';
 import type { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
 import type { ExportHealth, ExportHealthSnapshot } from './export-health.js';
-import { resolveSdkConfig, type ResolvedSdkConfig, type SdkOptionName } from './resolve-config.js';
+import { differingSdkOptions, type ResolvedSdkConfig, type SdkOptionName } from './config/index.js';
 import {
   OTEL_NEST_SDK_KEY,
   createTracerProvider,
@@ -57,12 +55,11 @@ export interface SdkHandle {
   readonly warnings: readonly string[];
   /** `service.name` of the running SDK (for a foreign provider: the one asked for here). */
   readonly serviceName: string;
-  /** e.g. `otlp http://localhost:4318/v1/traces`, `console`, `none`, `InMemorySpanExporter`. */
-  readonly exporterDescription: string;
-  /** e.g. `ParentBased(AlwaysOn)`. */
-  readonly samplerDescription: string;
-  /** e.g. `tracecontext,baggage`. */
-  readonly propagatorDescription: string;
+  /**
+   * The configuration the running otel-nest SDK was built from: `config`, or an earlier holder's
+   * when `reused`. Undefined when disabled or foreign.
+   */
+  readonly running: ResolvedSdkConfig | undefined;
   /**
    * Exports every finished span now. Waits at most {@link FLUSH_TIMEOUT_MS} (the exports go on in
    * the background after that, and a warning says so). Never rejects.
@@ -78,7 +75,7 @@ export interface SdkHandle {
 }
 
 /** Who started the shared SDK: the preload speaks for the environment, a module for its options. */
-type SdkOrigin = 'preload' | 'module';
+export type SdkOrigin = 'preload' | 'module';
 
 /** The process-wide SDK, stored under {@link OTEL_NEST_SDK_KEY}. */
 interface SdkState {
@@ -107,8 +104,8 @@ function currentState(): SdkState | undefined {
  * `reused: true`, plus a warning when their SDK options differ. With a foreign provider (the
  * application's own NodeSDK) nothing is created. With `config.disabled` nothing is registered.
  */
-export function acquireSdk(config: ResolvedSdkConfig, logger: SdkLogger = diagSdkLogger): SdkHandle {
-  return acquire(config, logger, 'module');
+export function acquireSdk(config: ResolvedSdkConfig, logger: SdkLogger = diagSdkLogger, origin: SdkOrigin = 'module'): SdkHandle {
+  return acquire(config, logger, origin);
 }
 
 /** Releases `handle`: see {@link SdkHandle.shutdown}. */
@@ -165,9 +162,7 @@ function join(
     provider: state.provider,
     warnings,
     serviceName: running.serviceName,
-    exporterDescription: describeExporter(running),
-    samplerDescription: running.summary.sampler,
-    propagatorDescription: running.summary.propagators.join(',') || 'none',
+    running,
     forceFlush: async () => {
       if (!released) {
         await boundedFlush(state, logger);
@@ -315,9 +310,7 @@ function inertHandle(
     provider: undefined,
     warnings,
     serviceName: config.serviceName,
-    exporterDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
-    samplerDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
-    propagatorDescription: disabled ? 'none' : FOREIGN_SDK_DESCRIPTION,
+    running: undefined,
     // The application owns a foreign provider: flushing it is harmless, shutting it down is not ours.
     forceFlush: async () => {
       if (disabled) {
@@ -353,185 +346,12 @@ function reuseWarnings(state: SdkState, requested: ResolvedSdkConfig): string[] 
   if (state.origin === 'preload') {
     // The preload is configured by the environment only: whatever forRoot sets explicitly and
     // differently cannot reach it.
-    const differing = requested.explicitSdkOptions.filter((name) => !sameOption(name, running, requested));
+    const differing = differingSdkOptions(requested.explicitSdkOptions, running, requested);
     return differing.length > 0 ? [sdkStartedByPreload(differing)] : [];
   }
   // Another module: its service name and exporter always matter (spans would be mislabelled or
   // sent elsewhere); the other SDK options only when this module set them.
   const checked = new Set<SdkOptionName>(['serviceName', 'exporter', ...requested.explicitSdkOptions]);
-  const differing = [...checked].filter((name) => !sameOption(name, running, requested));
+  const differing = differingSdkOptions(checked, running, requested);
   return differing.length > 0 ? [sdkReusedWithDifferentOptions(differing, running.serviceName)] : [];
-}
-
-/** Whether `requested` asks for what `running` already does, for one SDK option. */
-function sameOption(name: SdkOptionName, running: ResolvedSdkConfig, requested: ResolvedSdkConfig): boolean {
-  switch (name) {
-    case 'serviceName':
-      return running.serviceName === requested.serviceName;
-    case 'serviceVersion':
-      return running.serviceVersion === requested.serviceVersion;
-    case 'resourceAttributes':
-      return sameJson(running.resourceAttributes, requested.resourceAttributes);
-    case 'exporter': {
-      const [a, b] = [running.exporter, requested.exporter];
-      if (a.kind === 'instance' || b.kind === 'instance') {
-        return a.kind === b.kind && a.kind === 'instance' && b.kind === 'instance' && a.exporter === b.exporter;
-      }
-      return sameJson(a, b);
-    }
-    case 'batch':
-      return sameJson(running.batch, requested.batch);
-    case 'sampler': {
-      const [a, b] = [running.sampler, requested.sampler];
-      return a.kind === 'instance' || b.kind === 'instance'
-        ? a.kind === 'instance' && b.kind === 'instance' && a.sampler === b.sampler
-        : running.summary.sampler === requested.summary.sampler;
-    }
-    case 'spanLimits':
-      return sameJson(running.spanLimits, requested.spanLimits);
-    case 'propagators': {
-      const [a, b] = [running.propagators, requested.propagators];
-      return a.kind === 'instance' || b.kind === 'instance'
-        ? a.kind === 'instance' && b.kind === 'instance' && a.propagator === b.propagator
-        : a.names.join() === b.names.join();
-    }
-    case 'spanProcessors':
-      return requested.spanProcessors.every((p) => running.spanProcessors.includes(p));
-  }
-}
-
-/** Plain data compared by value; key order does not matter. */
-function sameJson(a: unknown, b: unknown): boolean {
-  const canonical = (value: unknown): unknown =>
-    value !== null && typeof value === 'object' && !Array.isArray(value)
-      ? Object.fromEntries(
-          Object.entries(value)
-            .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
-            .map(([k, v]) => [k, canonical(v)]),
-        )
-      : value === Infinity
-        ? 'Infinity'
-        : value;
-  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
-}
-
-function describeExporter(config: ResolvedSdkConfig): string {
-  const { exporter, endpoint } = config.summary;
-  return config.exporter.kind === 'otlp' ? `${exporter} ${endpoint}` : exporter;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Preload (`node --import otel-nest/register`)
-// ---------------------------------------------------------------------------------------------
-
-const PRELOAD_KEY = Symbol.for('otel-nest.preload');
-
-/**
- * The exit handlers' own limit, a safety net: the release they run already stops waiting after
- * {@link FLUSH_TIMEOUT_MS} and reports what it dropped.
- */
-export const EXIT_FLUSH_TIMEOUT_MS = FLUSH_TIMEOUT_MS + 1000;
-
-/** The part of `process` the exit handlers use (a fake one in tests). */
-export interface ExitProcess {
-  readonly pid: number;
-  once(event: 'beforeExit', listener: () => void): unknown;
-  on(event: 'SIGTERM', listener: (signal: NodeJS.Signals) => void): unknown;
-  removeListener(event: 'SIGTERM', listener: (signal: NodeJS.Signals) => void): unknown;
-  listenerCount(event: 'SIGTERM'): number;
-  kill(pid: number, signal: NodeJS.Signals): unknown;
-}
-
-export interface StartSdkFromEnvOptions {
-  /** Default `process.env`. */
-  env?: NodeJS.ProcessEnv;
-  /** Default: `console.warn` / `console.error` (the preload runs before any Nest logger exists). */
-  logger?: SdkLogger;
-  /** Default `process`. */
-  process?: ExitProcess;
-}
-
-const consoleSdkLogger: SdkLogger = {
-  warn: (message) => console.warn(message),
-  error: (message, error) => console.error(message, error ?? ''),
-};
-
-/**
- * Starts the SDK from `OTEL_*` variables alone, for the preload. Idempotent: a second call (the
- * preload imported twice, or through two paths) returns the first handle. The preload holds its
- * own share until the process exits, so the SDK outlives every Nest application that reuses it.
- * Never throws: a preload that fails leaves the application running without tracing.
- */
-export function startSdkFromEnv(options: StartSdkFromEnvOptions = {}): SdkHandle | undefined {
-  const slots = globalThis as GlobalSlots;
-  const started = slots[PRELOAD_KEY] as SdkHandle | undefined;
-  if (started !== undefined) {
-    return started;
-  }
-  const logger = options.logger ?? consoleSdkLogger;
-  try {
-    // `{}` has no explicit option to reject: environment problems come back as warnings.
-    const config = resolveSdkConfig({}, options.env ?? process.env);
-    const handle = acquire(config, logger, 'preload');
-    slots[PRELOAD_KEY] = handle;
-    [...config.warnings, ...handle.warnings].forEach((warning) => logger.warn(warning));
-    if (handle.owned) {
-      installExitHandlers(handle, options.process ?? process, logger);
-    }
-    return handle;
-  } catch (error) {
-    logger.error(preloadFailed(), error);
-    return undefined;
-  }
-}
-
-/**
- * Releases the preload's share when the process ends, so buffered spans are exported:
- * - `beforeExit` (the event loop ran dry, e.g. after `app.close()`): flush, then release, which
- *   shuts the SDK down once no Nest application holds it any more.
- * - SIGTERM: listening to it replaces Node's default "terminate". If another listener exists (Nest's
- *   `enableShutdownHooks()`, a user handler) that listener owns the exit: we only flush. Nest
- *   closes the app, removes its listener and re-sends SIGTERM, which then finds us alone. Alone,
- *   we release (which flushes; bounded by {@link FLUSH_TIMEOUT_MS}), remove our listener and re-send the
- *   signal, so the process dies of SIGTERM exactly as without us: the parent sees the signal (exit
- *   status 143 in a shell), which `process.exit(143)` would only imitate.
- */
-export function installExitHandlers(handle: SdkHandle, proc: ExitProcess, logger: SdkLogger): void {
-  // The release flushes even when an application that never closed still holds the SDK (its batch
-  // processor's timer does not keep Node alive), within one bound for the flush and the shutdown.
-  const flushAndRelease = (): Promise<void> => handle.shutdown();
-  // Set when another SIGTERM listener took over the exit. Nest's enableShutdownHooks() removes its
-  // listener and re-sends the signal once its shutdown is over, but a signal sent to an idle
-  // process is never dispatched (signal handles do not keep the event loop alive): the loop ends
-  // instead, with 0. Then the signal is re-raised here, but only when that listener is gone: a
-  // handler of the application's that is still registered chose to let the process end by itself.
-  let sigtermOwnedByOthers = false;
-  proc.once('beforeExit', () => {
-    void flushAndRelease().finally(() => {
-      if (sigtermOwnedByOthers && proc.listenerCount('SIGTERM') === 1) {
-        proc.removeListener('SIGTERM', onSigterm);
-        proc.kill(proc.pid, 'SIGTERM');
-      }
-    });
-  });
-  const onSigterm = (): void => {
-    if (proc.listenerCount('SIGTERM') > 1) {
-      sigtermOwnedByOthers = true;
-      void handle.forceFlush();
-      return;
-    }
-    proc.removeListener('SIGTERM', onSigterm);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        logger.error(sdkShutdownFailed(), new Error(`timed out after ${EXIT_FLUSH_TIMEOUT_MS} ms`));
-        resolve();
-      }, EXIT_FLUSH_TIMEOUT_MS);
-    });
-    void Promise.race([flushAndRelease(), timeout]).finally(() => {
-      clearTimeout(timer);
-      proc.kill(proc.pid, 'SIGTERM');
-    });
-  };
-  proc.on('SIGTERM', onSigterm);
 }

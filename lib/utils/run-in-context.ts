@@ -3,6 +3,7 @@ import { context, trace, type Context, type Span } from '@opentelemetry/api';
 import { Observable, isObservable } from 'rxjs';
 import { recordError } from './record-error.js';
 import { diagLimited } from './diag-limited.js';
+import { callbackThrewIgnored } from '../otel.messages.js';
 
 /** Hooks of {@link runInSpan}. Each is optional; a hook that throws is logged and ignored. */
 export interface RunInSpanOptions {
@@ -55,7 +56,7 @@ function safely(what: string, hook: () => void): void {
   try {
     hook();
   } catch (error) {
-    diagLimited('warn', `otel-nest: ${what} threw and was ignored`, error);
+    diagLimited('warn', callbackThrewIgnored(what), error);
   }
 }
 

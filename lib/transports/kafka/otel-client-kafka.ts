@@ -4,7 +4,8 @@ import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
+import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import {
   ackAttributes,
   brokerAttributes,

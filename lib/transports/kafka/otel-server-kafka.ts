@@ -21,8 +21,8 @@ import {
   getConsumerState,
   type IncomingMessageDescription,
   type MessagingServerTracingOptions,
-  noteTracedTransport,
 } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { kafkaHeaderGetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 import {
   brokerAttributes,

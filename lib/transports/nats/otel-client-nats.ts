@@ -2,7 +2,8 @@ import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@n
 import { context, createContextKey, diag, ROOT_CONTEXT, type Context, type Span } from '@opentelemetry/api';
 import { Observable, type ReplaySubject } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
-import { bodySize, injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
+import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
 import { copyNatsHeaders, loadNatsDriver, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 import { pendingRequestsFor, SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';

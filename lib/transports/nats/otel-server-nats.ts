@@ -23,8 +23,8 @@ import {
   injectContext,
   type IncomingMessageDescription,
   type MessagingServerTracingOptions,
-  noteTracedTransport,
 } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
 import { createNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 

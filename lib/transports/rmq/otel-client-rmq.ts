@@ -16,7 +16,8 @@ import {
   ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
 } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { injectContext, producerSpanEnder, startProducerSpan, noteTracedTransport } from '../shared/messaging-tracing.js';
+import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
 import { closeFailsPendingRequests } from '../../nest-compat.js';

@@ -17,8 +17,8 @@ import {
   injectContext,
   type IncomingMessageDescription,
   type MessagingServerTracingOptions,
-  noteTracedTransport,
 } from '../shared/messaging-tracing.js';
+import { noteTracedTransport } from '../../utils/traced-transport.js';
 import {
   consumeDestination,
   consumeSpanDestination,

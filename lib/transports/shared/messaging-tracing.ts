@@ -27,7 +27,6 @@ import {
 import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
 import { extractContext } from '../../propagation/carrier.js';
-import { processGlobal } from '../../utils/process-global.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 
 /**
@@ -245,22 +244,4 @@ export function bodySize(data: unknown): number | undefined {
     return data.byteLength;
   }
   return undefined;
-}
-
-/**
- * The traced transports created in this process, each with its label for the startup summary
- * (`NATS server`, `Kafka client`, ...). Process-wide, so that copies of this module agree; the
- * summary of one application names only the instances that application uses (its RPC targets and
- * client providers), not every instance of the process.
- */
-const tracedTransportLabels = (): WeakMap<object, string> =>
-  processGlobal('traced-transport-labels', () => new WeakMap<object, string>());
-
-export function noteTracedTransport(transport: object, what: string): void {
-  tracedTransportLabels().set(transport, what);
-}
-
-/** The summary label of a traced transport instance, or undefined for anything else. */
-export function tracedTransportLabel(candidate: unknown): string | undefined {
-  return typeof candidate === 'object' && candidate !== null ? tracedTransportLabels().get(candidate) : undefined;
 }

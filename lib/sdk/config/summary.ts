@@ -1,0 +1,81 @@
+import { FOREIGN_SDK_DESCRIPTION, startupSummary } from '../../otel.messages.js';
+import { SDK_DEFAULTS, type ResolvedExporter, type ResolvedPropagators, type ResolvedSampler, type ResolvedSdkConfig } from './sdk-config.js';
+
+/** What the startup summary needs to know about the SDK an application uses (an `SdkHandle` has it). */
+export interface SummarizedSdk {
+  readonly disabled: boolean;
+  readonly disabledReason: string | undefined;
+  /** The provider was created by otel-nest. */
+  readonly owned: boolean;
+  /** An otel-nest provider already ran and this application shares it. */
+  readonly reused: boolean;
+  readonly serviceName: string;
+  /** The configuration the running otel-nest SDK was built from; undefined when disabled or foreign. */
+  readonly running: ResolvedSdkConfig | undefined;
+}
+
+/**
+ * The one startup summary of an application: its SDK, and what it traces (`traced`) or leaves to
+ * other instrumentations (`tracedByOthers`).
+ */
+export function describeStartup(sdk: SummarizedSdk, traced: readonly string[], tracedByOthers: readonly string[]): string {
+  const running = sdk.running;
+  return startupSummary({
+    serviceName: sdk.serviceName,
+    sdk: sdk.disabled ? 'disabled' : !sdk.owned ? 'foreign' : sdk.reused ? 'shared' : 'started',
+    disabledReason: sdk.disabledReason,
+    exporter: running ? describeExporter(running.exporter) : FOREIGN_SDK_DESCRIPTION,
+    sampler: running ? describeSampler(running.sampler) : FOREIGN_SDK_DESCRIPTION,
+    propagators: running ? describePropagators(running.propagators) : FOREIGN_SDK_DESCRIPTION,
+    traced,
+    tracedByOthers,
+  });
+}
+
+/** `otlp http://localhost:4318/v1/traces`, `console`, `none`, or the class name of a given SpanExporter. */
+export function describeExporter(exporter: ResolvedExporter): string {
+  switch (exporter.kind) {
+    case 'otlp':
+      return `otlp ${exporter.url}`;
+    case 'instance':
+      return instanceName(exporter.exporter, 'SpanExporter');
+    default:
+      return exporter.kind;
+  }
+}
+
+/** `ParentBased(TraceIdRatio{0.25})`, `AlwaysOn`, ... or the `toString()` of a given Sampler. */
+export function describeSampler(sampler: ResolvedSampler): string {
+  if (sampler.kind === 'instance') {
+    const text = String(sampler.sampler.toString?.() ?? '');
+    return text && text !== '[object Object]' ? text : instanceName(sampler.sampler, 'Sampler');
+  }
+  const ratio = `TraceIdRatio{${sampler.ratio ?? SDK_DEFAULTS.samplerRatio}}`;
+  switch (sampler.name) {
+    case 'always_on':
+      return 'AlwaysOn';
+    case 'always_off':
+      return 'AlwaysOff';
+    case 'traceidratio':
+      return ratio;
+    case 'parentbased_always_on':
+      return 'ParentBased(AlwaysOn)';
+    case 'parentbased_always_off':
+      return 'ParentBased(AlwaysOff)';
+    case 'parentbased_traceidratio':
+      return `ParentBased(${ratio})`;
+  }
+}
+
+/** `tracecontext,baggage`; `none` for none; the class name of a given propagator. */
+export function describePropagators(propagators: ResolvedPropagators): string {
+  if (propagators.kind === 'instance') {
+    return instanceName(propagators.propagator, 'TextMapPropagator');
+  }
+  return propagators.names.join(',') || 'none';
+}
+
+function instanceName(value: object, fallback: string): string {
+  const name = value.constructor?.name;
+  return name && name !== 'Object' ? name : fallback;
+}
