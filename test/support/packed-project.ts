@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './child-app.js';
@@ -96,7 +97,8 @@ export function createPackedProject(fixture: string, extraPackages: string[] = [
   };
   let install: NpmOutput;
   try {
-    install = run(['install', '--no-package-lock', '--prefer-offline', packOtelNest(), ...extraPackages]);
+    const args = ['install', '--no-package-lock', '--prefer-offline', packOtelNest(), ...extraPackages];
+    install = installCache ? cachedInstall(installCache, source, dir, args, () => run(args)) : run(args);
   } catch (error) {
     // No project is returned, so no caller could remove the directory.
     rmSync(dir, { recursive: true, force: true });
@@ -108,4 +110,44 @@ export function createPackedProject(fixture: string, extraPackages: string[] = [
     npm: (args, timeoutMs) => run(args, timeoutMs).stdout,
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * `OTEL_NEST_INSTALL_CACHE=<dir>` (set by .ci/run, which runs the suite once per Node line): an
+ * install is done for real the first time, then its node_modules, package.json and npm output are
+ * reused (hard-linked) by later runs that install the same tarball bytes into the same fixture
+ * with the same npm, so each Node line still runs every fixture project without installing it again.
+ */
+const installCache = process.env.OTEL_NEST_INSTALL_CACHE;
+
+function cachedInstall(cache: string, source: string, dir: string, args: string[], install: () => NpmOutput): NpmOutput {
+  const hash = createHash('sha256');
+  hash.update(npm(['--version'], dir).stdout);
+  hash.update(readFileSync(packOtelNest()));
+  hash.update(readFileSync(join(source, 'package.json')));
+  hash.update(JSON.stringify(args.slice(4)));
+  const entry = join(cache, hash.digest('hex').slice(0, 24));
+  if (!existsSync(join(entry, 'output.json'))) {
+    const output = install();
+    const staging = `${entry}.${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true });
+    copyTree(join(dir, 'node_modules'), join(staging, 'node_modules'));
+    cpSync(join(dir, 'package.json'), join(staging, 'package.json'));
+    writeFileSync(join(staging, 'output.json'), JSON.stringify(output));
+    rmSync(entry, { recursive: true, force: true });
+    renameSync(staging, entry);
+    return output;
+  }
+  copyTree(join(entry, 'node_modules'), join(dir, 'node_modules'));
+  cpSync(join(entry, 'package.json'), join(dir, 'package.json'));
+  return JSON.parse(readFileSync(join(entry, 'output.json'), 'utf8')) as NpmOutput;
+}
+
+/** Hard links where the file system allows (fast, no copy of ~100 MB), a real copy otherwise. */
+function copyTree(from: string, to: string): void {
+  if (spawnSync('cp', ['-al', from, to]).status !== 0) {
+    rmSync(to, { recursive: true, force: true });
+    cpSync(from, to, { recursive: true, verbatimSymlinks: true });
+  }
 }
