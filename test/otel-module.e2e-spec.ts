@@ -12,10 +12,11 @@ import {
   OtelModule,
   OtelServerKafka,
   OtelServerNats,
+  OtelServerRMQ,
   TraceService,
   type OtelModuleOptions,
 } from '../lib/index.js';
-import { expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
+import { expectSpan, findSpans, getSpan, OtelTestingModule, spanRecorder } from '../lib/testing/index.js';
 import { plainRequest } from './support/http-request.js';
 
 const TRACE_ID = '5bf92f3577b34da6a3ce929d0e0e4736';
@@ -136,6 +137,50 @@ describe('OtelModule', () => {
     expect(summary).not.toMatch(/NATS client|Kafka server/);
     // No @nestjs/axios HttpModule in this application: HttpService is not listed.
     expect(summary).not.toMatch(/HttpService/);
+  });
+
+  it("two applications in one process: each summary names that application's traced transports only", async () => {
+    // Both share the SDK (same options, through OtelTestingModule); each has its own container.
+    // Nothing connects: strategies connect in listen(), clients on first use.
+    const start = async (clients: Parameters<typeof ClientsModule.register>[0], strategy: object, logger: CapturingLogger) => {
+      @Module({ imports: [OtelTestingModule.forRoot({ serviceName: 'two-apps', logSummary: true }), ClientsModule.register(clients)] })
+      class AppModule {}
+      const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).setLogger(logger).compile();
+      const started = moduleRef.createNestApplication({ logger });
+      started.connectMicroservice({ strategy: strategy as never });
+      await started.init();
+      return started;
+    };
+    const natsLogs = new CapturingLogger();
+    const kafkaLogs = new CapturingLogger();
+    const natsApp = await start(
+      [{ name: 'EVENTS', customClass: OtelClientNats, options: { servers: ['nats://127.0.0.1:4222'] } }],
+      new OtelServerRMQ({ urls: ['amqp://127.0.0.1:5672'], queue: 'two-apps' }),
+      natsLogs,
+    );
+    try {
+      const kafkaApp = await start(
+        [{ name: 'ORDERS', customClass: OtelClientKafka, options: { client: { brokers: ['127.0.0.1:9092'] } } }],
+        new OtelServerKafka({ client: { brokers: ['127.0.0.1:9092'] } }),
+        kafkaLogs,
+      );
+      await kafkaApp.close();
+    } finally {
+      await natsApp.close();
+    }
+    const summaryOf = (logger: CapturingLogger) => {
+      const lines = logger.lines.filter((line) => line.includes('Tracing service "two-apps"'));
+      expect(lines).toHaveLength(1);
+      return /; traced: (.*?)\.$/.exec(lines[0]!)?.[1]?.split(', ') ?? [];
+    };
+    const first = summaryOf(natsLogs);
+    const second = summaryOf(kafkaLogs);
+    expect(first).toEqual(expect.arrayContaining(['NATS client', 'RabbitMQ server']));
+    expect(first).not.toEqual(expect.arrayContaining(['Kafka client']));
+    expect(first).not.toEqual(expect.arrayContaining(['Kafka server']));
+    expect(second).toEqual(expect.arrayContaining(['Kafka client', 'Kafka server']));
+    expect(second).not.toEqual(expect.arrayContaining(['NATS client']));
+    expect(second).not.toEqual(expect.arrayContaining(['RabbitMQ server']));
   });
 
   it.each([
