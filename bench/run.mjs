@@ -4,8 +4,12 @@
 // receiver process. Prints a table and writes bench/results/latest.json and latest.md.
 //
 //   node bench/run.mjs [--quick] [--only http-express,nats-rr,...] [--rounds 3] [--seconds 4]
-//                      [--warmup 3] [--msg-seconds 4] [--outage-seconds 60] [--connections 16]
-//                      [--concurrency 16] [--list]
+//                      [--warmup 3] [--msg-seconds 4] [--outage-seconds 30] [--connections 16]
+//                      [--concurrency 16] [--node PATH|22.15.0] [--node-flags "..."]
+//                      [--max-semi-space-size MB] [--list]
+//
+// The processes under test run on the project's Node (the `node` devDependency, Node 24) unless
+// --node names another; the load generator and the receiver always run on the project's Node.
 //
 // Exits non-zero only when a scenario could not run (a broker down, an app that did not start);
 // a slow result is a result, not a failure.
@@ -15,16 +19,20 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ALL_HTTP_CONFIGS, HTTP_CONFIGS } from './lib/configs.mjs';
+import { ALL_HTTP_CONFIGS, HTTP_CONFIGS, MSG_CONFIGS, PG_CONFIGS } from './lib/configs.mjs';
 import { startChild } from './lib/ipc.mjs';
 import { startKafkaBroker } from './lib/kafka.mjs';
+import { PG_URL, preparePg } from './lib/pg-setup.mjs';
+import { projectNode, resolveNode } from './lib/runtime.mjs';
 import { median, sum } from './lib/stats.mjs';
-import { renderMarkdown, renderTargets, evaluateTargets } from './lib/report.mjs';
+import { renderMarkdown } from './lib/report.mjs';
+import { buildSummary, evaluateTargets, renderTargets } from './lib/targets.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const SCENARIOS = {
   'http-express': { kind: 'http', framework: 'express', title: 'HTTP, express' },
   'http-fastify': { kind: 'http', framework: 'fastify', title: 'HTTP, fastify' },
+  'http-pg': { kind: 'http', framework: 'express', route: 'pg', title: 'HTTP, express, a PostgreSQL read (pg Pool) + 20-item list' },
   'nats-rr': { kind: 'msg', transport: 'nats', mode: 'rr', title: 'NATS request-reply' },
   'rmq-rr': { kind: 'msg', transport: 'rmq', mode: 'rr', title: 'RabbitMQ request-reply' },
   'rmq-emit': { kind: 'msg', transport: 'rmq', mode: 'emit', title: 'RabbitMQ emit + consume' },
@@ -44,6 +52,9 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     concurrency: { type: 'string' },
     configs: { type: 'string' },
+    node: { type: 'string' },
+    'node-flags': { type: 'string' },
+    'max-semi-space-size': { type: 'string' },
     list: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -53,7 +64,9 @@ if (args.help || args.list) {
   for (const [id, s] of Object.entries(SCENARIOS)) console.log(`  ${id.padEnd(14)} ${s.title}`);
   console.log('\nHTTP configurations (--configs, A is always measured first, as the base):');
   for (const c of ALL_HTTP_CONFIGS) console.log(`  ${c.id.padEnd(14)} ${c.label}`);
+  console.log(`\nRealistic route (http-pg): ${PG_CONFIGS.map((c) => c.id).join(', ')}. Messaging: ${MSG_CONFIGS.map((c) => c.id).join(', ')}.`);
   console.log('\nOptions: --quick --only a,b --configs A,B,... --rounds N --seconds S --warmup S --msg-seconds S --outage-seconds S --connections N --concurrency N');
+  console.log('         --node PATH|X.Y.Z (Node of the processes under test) --node-flags "..." --max-semi-space-size MB (their V8 flags)');
   process.exit(0);
 }
 
@@ -74,11 +87,24 @@ const opts = {
   seconds: num(args.seconds, quick ? 0.75 : 4),
   warmup: num(args.warmup, quick ? 0.5 : 2),
   msgSeconds: num(args['msg-seconds'], quick ? 0.75 : 3),
-  outageSeconds: num(args['outage-seconds'], quick ? 3 : 60),
+  outageSeconds: num(args['outage-seconds'], quick ? 3 : 30),
   connections: num(args.connections, 16),
   concurrency: num(args.concurrency, 16),
   httpConfigs: httpConfigIds,
+  nodeFlags: [
+    ...(args['node-flags'] ?? '').split(/\s+/).filter(Boolean),
+    ...(args['max-semi-space-size'] ? [`--max-semi-space-size=${Number(args['max-semi-space-size'])}`] : []),
+  ],
 };
+let runtime;
+try {
+  runtime = resolveNode(args.node);
+} catch (err) {
+  console.error(err.message);
+  process.exit(2);
+}
+/** How every process under test is started: the chosen Node, --expose-gc, the experiment's flags. */
+const underTest = (execArgv = []) => ({ execPath: runtime.execPath, execArgv: ['--expose-gc', ...opts.nodeFlags, ...execArgv] });
 const selected = args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(SCENARIOS);
 for (const id of selected) {
   if (!SCENARIOS[id]) {
@@ -112,20 +138,61 @@ async function receiverCounts(receiver, service) {
 function httpSample(before, after, load) {
   const handled = after.handled - before.handled;
   const cpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
-  return { ...load, handled, cpuUs };
+  return { ...load, handled, cpuUs, ...gcSample(before.gc, after.gc) };
+}
+
+/** JS heap allocation and GC work between two marks (lib/memory.mjs). */
+function gcSample(before, after) {
+  if (!before || !after) return {};
+  return {
+    allocatedBytes: after.allocatedBytes - before.allocatedBytes,
+    scavenges: after.scavenges - before.scavenges,
+    markSweeps: after.markSweeps - before.markSweeps,
+    gcUs: after.gcUs - before.gcUs,
+  };
+}
+
+/** Per-request (per-message) memory figures of a configuration's samples. */
+function memoryFigures(s, count) {
+  const n = sum(s.map(count));
+  return {
+    allocKBPerReq: sum(s.map((x) => x.allocatedBytes ?? 0)) / 1024 / n,
+    scavengesPer1kReq: (1000 * sum(s.map((x) => x.scavenges ?? 0))) / n,
+    markSweeps: sum(s.map((x) => x.markSweeps ?? 0)),
+    gcUsPerReq: sum(s.map((x) => x.gcUs ?? 0)) / n,
+  };
+}
+
+/** The attribute keys of a sampled span from the receiver (to compare a floor's span with B's). */
+async function spanShape(receiver, service) {
+  const spans = await receiver.request('samples', { service });
+  const span = spans.find((x) => x.scope !== '@opentelemetry/instrumentation-pg') ?? spans[0];
+  return span ? { name: span.name, kind: span.kind, keys: Object.keys(span.attributes).sort() } : undefined;
 }
 
 async function runHttp(scenario, shared) {
   const { framework } = scenario;
   const runId = `${scenario.id}-${process.pid}`;
-  const configs = httpConfigs;
+  const pg = scenario.route === 'pg';
+  const configs = pg ? PG_CONFIGS : httpConfigs;
+  const routeEnv = pg ? { BENCH_ROUTE: 'pg', BENCH_PG_URL: PG_URL } : {};
+  if (pg) await preparePg();
   log(`${scenario.id}: starting ${configs.length} app processes`);
   const apps = await Promise.all(
     configs.map((c) =>
       startChild(join(here, 'apps/http-app.mjs'), {
         name: `${scenario.id}/${c.id}`,
-        env: { ...c.env, BENCH_FRAMEWORK: framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: shared.receiver.info.url },
-        execArgv: ['--expose-gc', ...c.execArgv(here)],
+        env: {
+          ...c.env,
+          ...routeEnv,
+          BENCH_FRAMEWORK: framework,
+          BENCH_SERVICE: `${runId}-${c.id}`,
+          BENCH_OTLP_URL: shared.receiver.info.url,
+          // For otel-nest/register (the pg configuration's preload).
+          OTEL_SERVICE_NAME: `${runId}-${c.id}`,
+          OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: shared.receiver.info.url,
+        },
+        ...underTest(c.execArgv(here)),
       }),
     ),
   );
@@ -181,7 +248,15 @@ async function runHttp(scenario, shared) {
         failedSpans: stats.failedSpans,
         rssMB: stats.rss / MB,
         maxRssMB: stats.maxRss / MB,
+        rssAfterGcMB: stats.rssAfterGc / MB,
+        heapTotalMB: stats.heapTotal / MB,
         heapAfterGcMB: stats.heapUsedAfterGc / MB,
+        newSpaceMB: stats.newSpaceMB,
+        oldSpaceMB: stats.oldSpaceMB,
+        externalMB: stats.external / MB,
+        ...memoryFigures(s, (x) => x.handled),
+        cpuUsPerRequestByRound: s.map((x) => x.cpuUs / x.handled),
+        span: await spanShape(shared.receiver, `${runId}-${configs[i].id}`),
         rounds: s,
       });
     }
@@ -189,12 +264,14 @@ async function runHttp(scenario, shared) {
     for (const r of results) {
       r.cpuRatio = r.cpuUsPerRequest / a.cpuUsPerRequest;
       r.rssDeltaMB = r.rssMB - a.rssMB;
+      r.rssAfterGcDeltaMB = r.rssAfterGcMB - a.rssAfterGcMB;
       r.heapAfterGcDeltaMB = r.heapAfterGcMB - a.heapAfterGcMB;
     }
     const aRps = samples[0].map((x) => x.rps);
     return {
       kind: 'http',
       framework,
+      route: scenario.route ?? 'orders',
       configs: results,
       noise: { untracedRpsSpread: (Math.max(...aRps) - Math.min(...aRps)) / median(aRps) },
     };
@@ -205,11 +282,6 @@ async function runHttp(scenario, shared) {
 
 // ---------------------------------------------------------------------------------------------
 // Messaging
-
-const MSG_CONFIGS = [
-  { id: 'untraced', tracing: 'none', label: 'Nest transport, untraced' },
-  { id: 'traced', tracing: 'otel-nest', label: 'otel-nest transport, 100%' },
-];
 
 async function runMsg(scenario, shared) {
   const { transport, mode } = scenario;
@@ -244,6 +316,7 @@ async function runMsg(scenario, shared) {
         pair.server = await startChild(join(here, 'apps/msg-server.mjs'), {
           name: `${scenario.id}/${pair.config.id}/server`,
           env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-server` },
+          ...underTest(),
           onMessage: (m) => {
             if (m?.type === 'progress') pair.client?.send({ type: 'consumed', consumed: m.consumed });
           },
@@ -255,6 +328,7 @@ async function runMsg(scenario, shared) {
         pair.client = await startChild(join(here, 'apps/msg-client.mjs'), {
           name: `${scenario.id}/${pair.config.id}/client`,
           env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-client` },
+          ...underTest(),
         });
       }),
     );
@@ -270,7 +344,7 @@ async function runMsg(scenario, shared) {
       }
       const after = await pair.server.request('mark');
       const serverCpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
-      return { ...load, serverCpuUs };
+      return { ...load, serverCpuUs, ...gcSample(before.gc, after.gc) };
     };
     log(`${scenario.id}: warm-up`);
     for (const pair of pairs) {
@@ -317,10 +391,20 @@ async function runMsg(scenario, shared) {
         dropped: stats[i].server.dropped + stats[i].client.dropped,
         serverRssMB: stats[i].server.rss / MB,
         clientRssMB: stats[i].client.rss / MB,
+        rssMB: (stats[i].server.rss + stats[i].client.rss) / MB,
+        heapAfterGcMB: (stats[i].server.heapUsedAfterGc + stats[i].client.heapUsedAfterGc) / MB,
+        // Server side only: the client's marks are its own segments (clientCpuUs).
+        serverAllocKBPerMessage: memoryFigures(s, (x) => x.messages).allocKBPerReq,
+        cpuUsPerMessageByRound: s.map((x) => (x.serverCpuUs + x.clientCpuUs) / x.messages),
+        span: { server: await spanShape(shared.receiver, `${runId}-${pairs[i].config.id}-server`), client: await spanShape(shared.receiver, `${runId}-${pairs[i].config.id}-client`) },
         rounds: s,
       });
     }
-    for (const r of results) r.cpuRatio = r.cpuUsPerMessage / results[0].cpuUsPerMessage;
+    for (const r of results) {
+      r.cpuRatio = r.cpuUsPerMessage / results[0].cpuUsPerMessage;
+      r.rssDeltaMB = r.rssMB - results[0].rssMB;
+      r.heapAfterGcDeltaMB = r.heapAfterGcMB - results[0].heapAfterGcMB;
+    }
     return { kind: 'msg', transport, mode, configs: results };
   } finally {
     await Promise.all(pairs.flatMap((p) => [p.client?.stop(), p.server?.stop()]));
@@ -332,7 +416,7 @@ async function runMsg(scenario, shared) {
 
 async function runOutage(scenario, shared) {
   const runId = `${scenario.id}-${process.pid}`;
-  const slowReceiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'slow-receiver', env: { BENCH_RECEIVER_DELAY_MS: '2000' } });
+  const slowReceiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'slow-receiver', execPath: projectNode(), env: { BENCH_RECEIVER_DELAY_MS: '2000' } });
   const configs = [
     { id: 'healthy', label: 'receiver healthy', url: shared.receiver.info.url, receiver: shared.receiver },
     { id: 'down', label: 'receiver down (connection refused)', url: await closedPortUrl() },
@@ -346,6 +430,7 @@ async function runOutage(scenario, shared) {
         startChild(join(here, 'apps/http-app.mjs'), {
           name: `${scenario.id}/${c.id}`,
           env: { ...B.env, BENCH_FRAMEWORK: scenario.framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: c.url },
+          ...underTest(),
         }),
       ),
     );
@@ -412,7 +497,10 @@ const machine = {
   cores: cpus().length,
   cpu: cpus()[0]?.model ?? 'unknown',
   memoryGB: Math.round(totalmem() / 1024 ** 3),
-  node: process.version,
+  node: runtime.version,
+  nodeExecPath: runtime.execPath,
+  orchestratorNode: process.version,
+  nodeFlags: opts.nodeFlags,
   platform: `${process.platform} ${process.arch}`,
   loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))),
 };
@@ -422,8 +510,8 @@ const shared = {};
 const results = {};
 let failed = 0;
 try {
-  shared.receiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'receiver' });
-  shared.loader = await startChild(join(here, 'lib/loader.mjs'), { name: 'loader' });
+  shared.receiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'receiver', execPath: projectNode() });
+  shared.loader = await startChild(join(here, 'lib/loader.mjs'), { name: 'loader', execPath: projectNode() });
   for (const id of selected) {
     const scenario = { id, ...SCENARIOS[id] };
     const t0 = Date.now();
@@ -448,12 +536,14 @@ try {
 
 machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
 const report = {
+  node: runtime.version,
   date: new Date().toISOString(),
   machine,
   options: opts,
   wallSeconds: Math.round((Date.now() - started) / 1000),
   scenarios: results,
 };
+report.summary = buildSummary(report.scenarios);
 report.targets = evaluateTargets(report);
 const markdown = renderMarkdown(report);
 const resultsDir = join(here, 'results');

@@ -1,6 +1,9 @@
 // One HTTP benchmark configuration in its own process (fresh SDK per configuration).
 //   BENCH_FRAMEWORK  express | fastify
-//   BENCH_TRACING    none (A, and E whose SDK is preloaded) | otel-nest (B, C, D, outage)
+//   BENCH_TRACING    none (A, F0, and E whose SDK is preloaded) | otel-nest (B, C, D, outage)
+//                    | floor (F1: one bare SDK span per request from a raw hook, apps/floor.mjs)
+//   BENCH_ROUTE      orders (default: build and serialise a small order) | pg (read a row from
+//                    PostgreSQL through a pg Pool, return a 20-item list; BENCH_PG_URL)
 //   BENCH_RATIO      otel-nest sampler ratio; unset = the default parentbased_always_on
 //   BENCH_OTLP_URL   where spans go;  BENCH_SERVICE  service.name (the receiver counts per name)
 //   BENCH_DIAG       diagnostic pieces on an untraced app (see http-diagnostics.mjs)
@@ -10,19 +13,41 @@ import { NestFactory } from '@nestjs/core';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass, decorateMethod, decorateParams, work } from '../lib/nest-js.mjs';
 import { probeBatchProcessors } from '../lib/pipeline-probe.mjs';
+import { memoryTracker } from '../lib/memory.mjs';
+import { installHttpFloor } from './floor.mjs';
 import { applyDiagnostics } from './http-diagnostics.mjs';
 
 const framework = process.env.BENCH_FRAMEWORK ?? 'express';
 const tracing = process.env.BENCH_TRACING ?? 'none';
 const service = process.env.BENCH_SERVICE ?? 'bench';
+const route = process.env.BENCH_ROUTE ?? 'orders';
 
 let handled = 0;
+
+// pg is imported here, after a preload (apps/pg-preload.mjs) had the chance to hook it.
+const pool = route === 'pg' ? await createPool() : undefined;
+
+async function createPool() {
+  const { default: pg } = await import('pg');
+  return new pg.Pool({ connectionString: process.env.BENCH_PG_URL, max: 10 });
+}
 
 class OrdersController {
   order(id) {
     handled++;
-    return work(id);
+    return pool ? productList(id) : work(id);
   }
+}
+
+/** The realistic route: one row read from PostgreSQL, a 20-item JSON list built from it. */
+async function productList(id) {
+  const { rows } = await pool.query('SELECT id, sku, name, price_cents, stock FROM otel_nest_bench.products WHERE id = $1', [Number(id)]);
+  const row = rows[0];
+  const items = [];
+  for (let i = 0; i < 20; i++) {
+    items.push({ sku: `${row.sku}-${i}`, name: `${row.name} (${i + 1})`, priceCents: row.price_cents + i * 5, inStock: row.stock > i });
+  }
+  return { id: row.id, count: items.length, items };
 }
 decorateParams(OrdersController, 'order', [Param('id')]);
 decorateMethod(OrdersController, 'order', [Get(':id')]);
@@ -53,10 +78,12 @@ if (framework === 'fastify') {
   app = await NestFactory.create(AppModule, { logger: ['error', 'warn'] });
 }
 await applyDiagnostics(app, process.env.BENCH_DIAG ?? '');
+if (tracing === 'floor') installHttpFloor(app, service);
 await app.listen(0, '127.0.0.1');
 const { port } = app.getHttpServer().address();
 
 const probe = probeBatchProcessors(globalThis.__benchStackProvider);
+const memory = memoryTracker();
 let maxRss = process.memoryUsage().rss;
 let maxQueued = 0;
 const rssSampler = setInterval(() => {
@@ -67,31 +94,23 @@ rssSampler.unref();
 
 serve({
   /** A point to measure from: CPU time so far, requests handled so far. */
-  mark: () => ({ cpu: process.cpuUsage(), handled, rss: process.memoryUsage().rss, hrUs: Number(process.hrtime.bigint() / 1000n) }),
+  mark: () => ({ cpu: process.cpuUsage(), handled, rss: process.memoryUsage().rss, gc: memory.mark(), hrUs: Number(process.hrtime.bigint() / 1000n) }),
   resetMaxRss: () => {
     maxRss = process.memoryUsage().rss;
   },
   flush: async () => {
     await probe.flush();
   },
-  stats: () => {
-    const rss = process.memoryUsage().rss;
-    // With --expose-gc: what is live after a full collection, apart from the GC's slack.
-    globalThis.gc?.();
-    const afterGc = process.memoryUsage();
-    return {
+  stats: () => ({
     handled,
-    rss,
-    rssAfterGc: afterGc.rss,
-    heapUsedAfterGc: afterGc.heapUsed,
+    // With --expose-gc, the snapshot also has what is live after a full collection.
+    ...memory.snapshot(),
     maxRss,
-    heapUsed: process.memoryUsage().heapUsed,
     processors: probe.found,
     queued: probe.queued(),
     maxQueued,
     maxQueueSize: probe.maxQueueSize ?? null,
     ...probe.counters,
-    };
-  },
+  }),
 });
 ready({ port, url: `http://127.0.0.1:${port}/orders/` });

@@ -3,6 +3,8 @@
 export const transport = process.env.BENCH_TRANSPORT ?? 'nats';
 export const prefix = process.env.BENCH_PREFIX ?? 'bench';
 export const traced = process.env.BENCH_TRACING === 'otel-nest';
+/** The floor configuration: Nest's transport with bare spans around it (apps/floor.mjs). */
+export const floor = process.env.BENCH_TRACING === 'floor';
 
 export const NATS_SERVERS = [process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222'];
 export const RMQ_URL = process.env.BENCH_RMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -44,3 +46,14 @@ export async function otelImports(service) {
 }
 
 export const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/** Where the floor's spans say the broker is (server.address / server.port), as otel-nest's do. */
+export function brokerAddress() {
+  const url =
+    transport === 'nats' ? new URL(NATS_SERVERS[0]) : transport === 'rmq' ? new URL(RMQ_URL) : new URL(`kafka://${KAFKA_BROKERS[0]}`);
+  const port = Number(url.port || { nats: 4222, rmq: 5672, kafka: 9092 }[transport]);
+  return { server: url.hostname, port };
+}
+
+/** The floor's destination of a pattern: the NATS subject, the RabbitMQ queue, the Kafka topic. */
+export const destinationOf = (pattern) => (transport === 'rmq' ? prefix : pattern);

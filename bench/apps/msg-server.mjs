@@ -4,32 +4,115 @@
 import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { EventPattern, MessagePattern, Payload, ServerKafka, ServerNats, ServerRMQ } from '@nestjs/microservices';
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import { Ctx, EventPattern, MessagePattern, Payload, ServerKafka, ServerNats, ServerRMQ } from '@nestjs/microservices';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass, decorateMethod, decorateParams, work } from '../lib/nest-js.mjs';
 import { probeBatchProcessors } from '../lib/pipeline-probe.mjs';
+import { memoryTracker } from '../lib/memory.mjs';
 import { percentile } from '../lib/stats.mjs';
-import { EVENT_PATTERN, RR_PATTERN, nowUs, otelImports, traced, transport, transportOptions } from './msg-common.mjs';
+import { carriers, messagingAttributes, startFloorSdk } from './floor.mjs';
+import {
+  EVENT_PATTERN,
+  RR_PATTERN,
+  brokerAddress,
+  destinationOf,
+  floor,
+  nowUs,
+  otelImports,
+  prefix,
+  traced,
+  transport,
+  transportOptions,
+} from './msg-common.mjs';
 
 const service = process.env.BENCH_SERVICE ?? 'bench-server';
 let handled = 0;
 let consumed = 0;
 let eventLatencies = [];
 
-class BenchController {
-  request(data) {
-    handled++;
-    return work(String(data?.id ?? '0'));
+const onRequest = (data) => {
+  handled++;
+  return work(String(data?.id ?? '0'));
+};
+const onEvent = (data) => {
+  consumed++;
+  if (typeof data?.t === 'number') eventLatencies.push((nowUs() - data.t) / 1000);
+  work(String(data?.id ?? '0'));
+};
+
+// The floor's consumer span: parent extracted from the message headers, handler run in its
+// context, ended when the handler returns (the handlers here are synchronous).
+const tracer = floor ? startFloorSdk(service) : undefined;
+const broker = brokerAddress();
+const consumerAttributes = (pattern, handlerType) =>
+  messagingAttributes(transport, {
+    destination: destinationOf(pattern),
+    pattern,
+    handlerType,
+    ...broker,
+    clientId: `${prefix}-server-server`,
+    groupId: `${prefix}-server-server`,
+    consumer: true,
+  });
+const floorAttributes = { message: consumerAttributes(RR_PATTERN, 'message'), event: consumerAttributes(EVENT_PATTERN, 'event') };
+const floorNames = { message: `process ${destinationOf(RR_PATTERN)}`, event: `process ${destinationOf(EVENT_PATTERN)}` };
+const BODY_SIZE = JSON.stringify({ id: '42' }).length;
+let delivered = 0;
+
+function headersOf(ctx) {
+  if (transport === 'nats') return ctx.getHeaders();
+  if (transport === 'rmq') return ctx.getMessage().properties.headers;
+  return ctx.getMessage().headers;
+}
+
+function perMessageAttributes(ctx) {
+  if (transport === 'rmq') {
+    const message = ctx.getMessage();
+    return {
+      'messaging.rabbitmq.message.delivery_tag': message.fields.deliveryTag,
+      'messaging.message.conversation_id': message.properties.correlationId,
+      'messaging.message.body.size': message.content.length,
+    };
   }
-  event(data) {
-    consumed++;
-    if (typeof data?.t === 'number') eventLatencies.push((nowUs() - data.t) / 1000);
-    work(String(data?.id ?? '0'));
+  if (transport === 'kafka') {
+    return {
+      'messaging.message.body.size': BODY_SIZE,
+      'messaging.destination.partition.id': String(ctx.getPartition()),
+      'messaging.kafka.offset': Number(ctx.getMessage().offset),
+    };
+  }
+  return { 'messaging.message.conversation_id': String(++delivered), 'messaging.message.body.size': BODY_SIZE };
+}
+
+function consume(kind, ctx, handler, data) {
+  const parent = propagation.extract(ROOT_CONTEXT, headersOf(ctx), carriers[transport].getter);
+  const span = tracer.startSpan(
+    floorNames[kind],
+    { kind: SpanKind.CONSUMER, attributes: { ...floorAttributes[kind], ...perMessageAttributes(ctx) } },
+    parent,
+  );
+  span.setAttribute('nestjs.controller', 'BenchController');
+  span.setAttribute('nestjs.handler', kind === 'message' ? 'request' : 'event');
+  try {
+    return context.with(trace.setSpan(parent, span), handler, undefined, data);
+  } finally {
+    span.end();
   }
 }
-decorateParams(BenchController, 'request', [Payload()]);
+
+// @Ctx() in every configuration, so that the untraced one pays the same for it.
+class BenchController {
+  request(data, ctx) {
+    return tracer ? consume('message', ctx, onRequest, data) : onRequest(data);
+  }
+  event(data, ctx) {
+    return tracer ? consume('event', ctx, onEvent, data) : onEvent(data);
+  }
+}
+decorateParams(BenchController, 'request', [Payload(), Ctx()]);
 decorateMethod(BenchController, 'request', [MessagePattern(RR_PATTERN)]);
-decorateParams(BenchController, 'event', [Payload()]);
+decorateParams(BenchController, 'event', [Payload(), Ctx()]);
 decorateMethod(BenchController, 'event', [EventPattern(EVENT_PATTERN)]);
 decorateClass(BenchController, [Controller()]);
 
@@ -50,6 +133,7 @@ async function strategy() {
 const app = await NestFactory.createMicroservice(ServerModule, { strategy: await strategy(), logger: ['error', 'warn'] });
 await app.listen();
 const probe = probeBatchProcessors();
+const memory = memoryTracker();
 
 // The emitting client keeps a bounded window of unconsumed events; it learns the consumed count
 // from these progress messages (relayed by the orchestrator).
@@ -62,13 +146,13 @@ setInterval(() => {
 }, 2).unref();
 
 serve({
-  mark: () => ({ cpu: process.cpuUsage(), handled, consumed, rss: process.memoryUsage().rss }),
+  mark: () => ({ cpu: process.cpuUsage(), handled, consumed, rss: process.memoryUsage().rss, gc: memory.mark() }),
   takeEventLatencies: () => {
     const result = { count: eventLatencies.length, p50: percentile(eventLatencies, 50), p99: percentile(eventLatencies, 99) };
     eventLatencies = [];
     return result;
   },
   flush: () => probe.flush(),
-  stats: () => ({ handled, consumed, rss: process.memoryUsage().rss, processors: probe.found, queued: probe.queued(), ...probe.counters }),
+  stats: () => ({ handled, consumed, ...memory.snapshot(), gc: memory.mark(), processors: probe.found, queued: probe.queued(), ...probe.counters }),
 });
 ready({ consumed });

@@ -4,11 +4,16 @@ import { join } from 'node:path';
 
 const none = () => [];
 
-/** HTTP: A untraced, B/C/D otel-nest at 100 % / 10 % / 0 %, E the contrib stack at 100 %. */
+/**
+ * HTTP: A untraced; the floors F0 (context per request) and F1 (F0 + one bare SDK span, exported
+ * as B's); B/D otel-nest at 100 % / 0 %; E the contrib stack at 100 %. C (10 %) on request
+ * (`--configs`), to keep the default run under 10 minutes.
+ */
 export const HTTP_CONFIGS = [
   { id: 'A', label: 'untraced', env: { BENCH_TRACING: 'none' }, execArgv: none },
+  { id: 'F0', label: 'floor: untraced + context per request (ALS)', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'als' }, execArgv: none },
+  { id: 'F1', label: 'floor: F0 + one bare SDK span, OTLP export', env: { BENCH_TRACING: 'floor' }, execArgv: none },
   { id: 'B', label: 'otel-nest 100%', env: { BENCH_TRACING: 'otel-nest' }, execArgv: none },
-  { id: 'C', label: 'otel-nest 10%', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0.1' }, execArgv: none },
   { id: 'D', label: 'otel-nest 0% (unsampled)', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0' }, execArgv: none },
   {
     id: 'E',
@@ -20,10 +25,10 @@ export const HTTP_CONFIGS = [
 
 /**
  * Diagnostic HTTP configurations (run with `--configs`): single pieces of tracing on the untraced
- * app, to split the cost. See apps/http-diagnostics.mjs.
+ * app, to split the cost. See apps/http-diagnostics.mjs. (What was `A+als` is F0 now.)
  */
 export const HTTP_DIAGNOSTIC_CONFIGS = [
-  { id: 'A+als', label: 'untraced + context per request (ALS)', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'als' }, execArgv: none },
+  { id: 'C', label: 'otel-nest 10%', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0.1' }, execArgv: none },
   { id: 'A+bind', label: 'untraced + ALS + bind req/res', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'bind' }, execArgv: none },
   { id: 'A+icpt', label: 'untraced + one no-op global interceptor', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'interceptor' }, execArgv: none },
   { id: 'A+als+icpt', label: 'untraced + ALS + interceptor (no bind)', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'als,interceptor' }, execArgv: none },
@@ -31,3 +36,24 @@ export const HTTP_DIAGNOSTIC_CONFIGS = [
 ];
 
 export const ALL_HTTP_CONFIGS = [...HTTP_CONFIGS, ...HTTP_DIAGNOSTIC_CONFIGS];
+
+/**
+ * The realistic route (BENCH_ROUTE=pg): A untraced, B otel-nest 100 % with instrumentation-pg
+ * preloaded as the sample does (apps/pg-preload.mjs).
+ */
+export const PG_CONFIGS = [
+  { id: 'A', label: 'untraced', env: { BENCH_TRACING: 'none' }, execArgv: none },
+  {
+    id: 'B',
+    label: 'otel-nest 100% + instrumentation-pg',
+    env: { BENCH_TRACING: 'otel-nest' },
+    execArgv: (benchDir) => ['--import', join(benchDir, 'apps', 'pg-preload.mjs')],
+  },
+];
+
+/** Messaging: Nest's transport untraced, the floor (bare spans on it, apps/floor.mjs), otel-nest. */
+export const MSG_CONFIGS = [
+  { id: 'untraced', tracing: 'none', label: 'Nest transport, untraced' },
+  { id: 'floor', tracing: 'floor', label: 'floor: Nest transport + context + bare producer/consumer spans' },
+  { id: 'otel-nest', tracing: 'otel-nest', label: 'otel-nest transport, 100%' },
+];

@@ -6,12 +6,14 @@ import { once } from 'node:events';
 /**
  * Forks `file` and waits for its `{ type: 'ready', ... }` message. `request(cmd, args)` sends
  * `{ id, cmd, args }` and resolves with the child's `{ id, result }` (or rejects with its `error`).
- * Unsolicited messages (`{ type: ... }`) go to `onMessage`.
+ * Unsolicited messages (`{ type: ... }`) go to `onMessage`. `execPath`: the node binary (default:
+ * this process's).
  */
-export async function startChild(file, { name, env = {}, execArgv = [], readyTimeoutMs = 60_000, onMessage, quiet = true } = {}) {
+export async function startChild(file, { name, env = {}, execArgv = [], execPath, readyTimeoutMs = 60_000, onMessage, quiet = true } = {}) {
   const child = fork(file, [], {
     env: { ...process.env, ...env },
     execArgv,
+    ...(execPath ? { execPath } : {}),
     stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';

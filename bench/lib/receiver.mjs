@@ -7,6 +7,10 @@ import { ready, serve } from './ipc.mjs';
 
 const delayMs = Number(process.env.BENCH_RECEIVER_DELAY_MS ?? 0);
 const counts = new Map(); // service.name -> { spans, requests, bytes }
+// The first spans of every service, kept as received: the report compares the span a floor
+// configuration records with otel-nest's (same name shape, kind and attribute keys).
+const KEEP = 4;
+const samples = new Map(); // service.name -> spans
 let badRequests = 0;
 
 function serviceName(resourceSpans) {
@@ -21,7 +25,15 @@ function record(body) {
   for (const rs of request.resourceSpans ?? []) {
     const name = serviceName(rs);
     let spans = 0;
-    for (const ss of rs.scopeSpans ?? []) spans += ss.spans?.length ?? 0;
+    const kept = samples.get(name) ?? [];
+    for (const ss of rs.scopeSpans ?? []) {
+      spans += ss.spans?.length ?? 0;
+      for (const span of ss.spans ?? []) {
+        if (kept.length >= KEEP) break;
+        kept.push({ scope: ss.scope?.name, name: span.name, kind: span.kind, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId, attributes: Object.fromEntries((span.attributes ?? []).map((a) => [a.key, Object.values(a.value ?? {})[0]])) });
+      }
+    }
+    samples.set(name, kept);
     const entry = counts.get(name) ?? { spans: 0, requests: 0, bytes: 0 };
     entry.spans += spans;
     entry.requests += 1;
@@ -59,6 +71,7 @@ server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
   serve({
     counts: () => ({ services: Object.fromEntries(counts), badRequests }),
+    samples: ({ service }) => samples.get(service) ?? [],
   });
   ready({ port, url: `http://127.0.0.1:${port}/v1/traces` });
 });

@@ -1,84 +1,94 @@
-// Turns the results of one run into the markdown report (also printed on stdout) and checks the
-// targets of issue 8. Ratios are to the untraced configuration of the same run.
+// Turns the results of one run into the markdown report (also printed on stdout): the floor
+// tables first (CPU per request, overhead over A as a multiple of the floor's), then one table per
+// scenario, the memory figures, and the targets (lib/targets.mjs).
+import { renderTargets } from './targets.mjs';
 
 const f = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
 const x = (v) => `${f(v)}×`;
 const int = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
+const signed = (v, digits = 0) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(digits)}` : 'n/a');
+const spread = (values) => (values?.length ? `${f(Math.min(...values), 1)}–${f(Math.max(...values), 1)}` : 'n/a');
 
-export const TARGETS = {
-  http100: 0.92,
-  http10: 0.97,
-  http0: 0.98,
-  messagingRequestReply: 0.9,
-  rssGrowthMB: 20,
-};
-
-export function evaluateTargets(report) {
-  const out = [];
-  for (const [id, s] of Object.entries(report.scenarios)) {
-    if (s.error || s.skipped) continue;
-    if (s.kind === 'http') {
-      const by = Object.fromEntries(s.configs.map((c) => [c.id, c]));
-      if (!by.B || !by.C || !by.D || !by.E) continue;
-      out.push({ scenario: id, target: `B (100%, exported) ≥ ${TARGETS.http100}× untraced req/s`, value: by.B.rpsRatio, ok: by.B.rpsRatio >= TARGETS.http100 });
-      out.push({ scenario: id, target: 'B better than E (req/s)', value: by.B.rpsRatio / by.E.rpsRatio, ok: by.B.rpsRatio > by.E.rpsRatio, unit: 'B/E' });
-      out.push({ scenario: id, target: `C (10%) ≥ ${TARGETS.http10}×`, value: by.C.rpsRatio, ok: by.C.rpsRatio >= TARGETS.http10 });
-      out.push({ scenario: id, target: `D (unsampled) ≥ ${TARGETS.http0}×`, value: by.D.rpsRatio, ok: by.D.rpsRatio >= TARGETS.http0 });
-      out.push({ scenario: id, target: `RSS growth B − A ≤ ${TARGETS.rssGrowthMB} MB`, value: by.B.rssDeltaMB, ok: by.B.rssDeltaMB <= TARGETS.rssGrowthMB, unit: 'MB' });
-      if (Number.isFinite(by.B.heapAfterGcDeltaMB)) {
-        // RSS at the end of a run includes the GC's slack; the heap after a full GC is what stays.
-        out.push({ scenario: id, target: `heap after GC B − A ≤ ${TARGETS.rssGrowthMB} MB`, value: by.B.heapAfterGcDeltaMB, ok: by.B.heapAfterGcDeltaMB <= TARGETS.rssGrowthMB, unit: 'MB' });
-      }
-      out.push({ scenario: id, target: 'B and E export every span (0 dropped)', value: by.B.dropped + by.E.dropped, ok: by.B.dropped + by.E.dropped === 0, unit: 'dropped' });
-    } else if (s.kind === 'msg' && s.mode === 'rr') {
-      const t = s.configs.find((c) => c.id === 'traced');
-      out.push({ scenario: id, target: `traced ≥ ${TARGETS.messagingRequestReply}× untraced msg/s`, value: t.rateRatio, ok: t.rateRatio >= TARGETS.messagingRequestReply });
-    } else if (s.kind === 'outage') {
-      for (const c of s.configs.filter((c) => c.id !== 'healthy')) {
-        const healthy = s.configs.find((h) => h.id === 'healthy');
-        const extra = c.maxRssMB - healthy.maxRssMB;
-        out.push({ scenario: id, target: `${c.id}: max RSS − healthy max RSS ≤ ${TARGETS.rssGrowthMB} MB`, value: extra, ok: extra <= TARGETS.rssGrowthMB, unit: 'MB' });
-        out.push({ scenario: id, target: `${c.id}: queue never above maxQueueSize (${c.maxQueueSize})`, value: c.maxQueued, ok: c.maxQueued <= c.maxQueueSize, unit: 'spans' });
-      }
-    }
+/** HTTP: one row per configuration, a column group per framework. */
+function httpFloorTable(report) {
+  const ids = ['http-express', 'http-fastify'].filter((id) => report.summary?.[id]);
+  if (ids.length === 0) return [];
+  const configs = [];
+  for (const id of ids) for (const c of report.scenarios[id].configs) if (!configs.some((k) => k.id === c.id)) configs.push(c);
+  const head = ids.map((id) => id.replace('http-', '')).map((n) => `${n} CPU µs/req | ${n} overhead µs | ${n} × floor`).join(' | ');
+  const rows = [`| config | ${head} |`, `|---|${ids.map(() => '---|---|---|').join('')}`];
+  for (const c of configs) {
+    const cells = ids.map((id) => {
+      const s = report.summary[id][c.id];
+      if (!s) return 'n/a | n/a | n/a';
+      return `${f(s.cpuUsPerReq, 1)} | ${c.id === 'A' ? '–' : f(s.overheadUs, 1)} | ${s.overheadVsFloor === null ? '–' : `${f(s.overheadVsFloor)}× ${s.floor}`}`;
+    });
+    rows.push(`| ${c.id} ${c.label} | ${cells.join(' | ')} |`);
   }
-  return out;
+  return ['### Floor table, HTTP (CPU µs per request; overhead = config − A; × floor = overhead / (F1 − A), D: / (F0 − A))', '', ...rows, ''];
 }
 
-export function renderTargets(targets, { plain = false } = {}) {
-  const lines = [plain ? 'Targets (issue 8):' : '### Targets (issue 8)\n', plain ? '' : '| scenario | target | value | met |', plain ? '' : '|---|---|---|---|'];
-  for (const t of targets) {
-    const value = t.unit ? `${f(t.value, t.unit === 'dropped' || t.unit === 'spans' ? 0 : 2)} ${t.unit}` : x(t.value);
-    lines.push(plain ? `  ${t.ok ? 'MET    ' : 'NOT MET'}  ${t.scenario.padEnd(13)} ${t.target}: ${value}` : `| ${t.scenario} | ${t.target} | ${value} | ${t.ok ? 'yes' : '**no**'} |`);
-  }
-  return `${lines.filter((l, i) => l !== '' || i === 0).join('\n')}\n`;
-}
-
-function httpTable(s) {
+function msgFloorTable(report) {
+  const ids = Object.keys(report.summary ?? {}).filter((id) => report.scenarios[id].kind === 'msg');
+  if (ids.length === 0) return [];
   const rows = [
-    '| config | req/s ratio (min–max) | p50 ratio | p99 ratio | CPU/req ratio | CPU µs/req | spans/s received | spans/req | dropped | RSS MB (Δ vs A) | heap after GC MB (Δ vs A) | req/s this run |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | untraced CPU µs/msg | floor CPU µs/msg | otel-nest CPU µs/msg | floor overhead µs | otel-nest overhead µs | otel-nest × floor | msg/s ratio floor / otel-nest |',
+    '|---|---|---|---|---|---|---|---|',
   ];
-  for (const c of s.configs) {
+  for (const id of ids) {
+    const s = report.summary[id];
+    const [u, fl, o] = [s.untraced, s.floor, s['otel-nest']];
     rows.push(
-      `| ${c.id} ${c.label} | ${x(c.rpsRatio)} (${f(c.rpsRatioMin)}–${f(c.rpsRatioMax)}) | ${x(c.p50Ratio)} | ${x(c.p99Ratio)} | ${x(c.cpuRatio)} | ${int(c.cpuUsPerRequest)} | ${int(c.spansPerSecond)} | ${f(c.spansPerRequest)} | ${int(c.dropped)} | ${int(c.rssMB)} (${c.rssDeltaMB >= 0 ? '+' : ''}${int(c.rssDeltaMB)}) | ${f(c.heapAfterGcMB, 1)} (${c.heapAfterGcDeltaMB >= 0 ? '+' : ''}${f(c.heapAfterGcDeltaMB, 1)}) | ${int(c.rps)} |`,
+      `| ${id} | ${f(u?.cpuUsPerReq, 1)} | ${f(fl?.cpuUsPerReq, 1)} | ${f(o?.cpuUsPerReq, 1)} | ${f(fl?.overheadUs, 1)} | ${f(o?.overheadUs, 1)} | ${o ? x(o.overheadVsFloor) : 'n/a'} | ${f(fl?.reqPerSecRatio)} / ${f(o?.reqPerSecRatio)} |`,
     );
   }
-  rows.push('', `Noise: the untraced rounds spread ${f(100 * s.noise.untracedRpsSpread, 0)}% (max−min over median).`);
-  return rows.join('\n');
+  return ['### Floor table, messaging (client + server CPU µs per message)', '', ...rows, ''];
 }
 
-function msgTable(s) {
+function httpTable(s, summary) {
   const rows = [
-    '| config | msg/s ratio (min–max) | p50 ratio | p99 ratio | CPU/msg ratio (server+client) | CPU µs/msg | spans received (server / client) | dropped | msg/s this run | p50 / p99 ms this run |',
+    '| config | req/s ratio (min–max) | p50 ratio | p99 ratio | CPU µs/req (rounds) | overhead µs | × floor | spans/req | dropped | req/s this run |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of s.configs) {
+    const sm = summary?.[c.id] ?? {};
     rows.push(
-      `| ${c.label} | ${x(c.rateRatio)} (${f(c.rateRatioMin)}–${f(c.rateRatioMax)}) | ${x(c.p50Ratio)} | ${x(c.p99Ratio)} | ${x(c.cpuRatio)} | ${int(c.cpuUsPerMessage)} | ${int(c.spansReceived.server)} / ${int(c.spansReceived.client)} | ${int(c.dropped)} | ${int(c.rate)} | ${f(c.p50Ms)} / ${f(c.p99Ms)} |`,
+      `| ${c.id} ${c.label} | ${x(c.rpsRatio)} (${f(c.rpsRatioMin)}–${f(c.rpsRatioMax)}) | ${x(c.p50Ratio)} | ${x(c.p99Ratio)} | ${f(c.cpuUsPerRequest, 1)} (${spread(c.cpuUsPerRequestByRound)}) | ${c.id === 'A' ? '–' : f(sm.overheadUs, 1)} | ${sm.overheadVsFloor == null ? '–' : x(sm.overheadVsFloor)} | ${f(c.spansPerRequest)} | ${int(c.dropped)} | ${int(c.rps)} |`,
     );
   }
-  const errors = sum(s.configs.map((c) => c.errors));
+  rows.push('', `Noise: the untraced rounds spread ${f(100 * s.noise.untracedRpsSpread, 0)}% in req/s (max−min over median).`, '');
+  rows.push(
+    'Memory (end of run, under load; "after GC": after a forced full GC): RSS is what the OS sees; the young generation (new space) is sized by V8 from the allocation rate.',
+    '',
+    '| config | RSS MB (Δ A) | RSS after GC MB (Δ A) | heap total MB | heap used after GC MB (Δ A) | new space MB | old space MB | external MB | JS alloc KB/req | scavenges / 1k req | GC µs/req |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const c of s.configs) {
+    rows.push(
+      `| ${c.id} | ${int(c.rssMB)} (${signed(c.rssDeltaMB)}) | ${int(c.rssAfterGcMB)} (${signed(c.rssAfterGcDeltaMB)}) | ${f(c.heapTotalMB, 1)} | ${f(c.heapAfterGcMB, 1)} (${signed(c.heapAfterGcDeltaMB, 1)}) | ${f(c.newSpaceMB, 1)} | ${f(c.oldSpaceMB, 1)} | ${f(c.externalMB, 1)} | ${f(c.allocKBPerReq, 2)} | ${f(c.scavengesPer1kReq, 2)} | ${f(c.gcUsPerReq, 2)} |`,
+    );
+  }
+  const b = s.configs.find((c) => c.id === 'B');
+  const f1 = s.configs.find((c) => c.id === 'F1');
+  if (b?.span && f1?.span) {
+    const missing = b.span.keys.filter((k) => !f1.span.keys.includes(k));
+    rows.push('', `F1's span: "${f1.span.name}" kind ${f1.span.kind}, ${f1.span.keys.length} attributes; B's: "${b.span.name}" kind ${b.span.kind}, ${b.span.keys.length}${missing.length ? ` (F1 lacks ${missing.join(', ')})` : ' (same keys)'}.`);
+  }
+  return rows.join('\n');
+}
+
+function msgTable(s, summary) {
+  const rows = [
+    '| config | msg/s ratio (min–max) | p50 ratio | p99 ratio | CPU µs/msg (rounds) | server / client µs | overhead µs | × floor | spans received (server / client) | dropped | RSS MB server+client (Δ) | server alloc KB/msg | msg/s this run | p50 / p99 ms |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const c of s.configs) {
+    const sm = summary?.[c.id] ?? {};
+    rows.push(
+      `| ${c.label} | ${x(c.rateRatio)} (${f(c.rateRatioMin)}–${f(c.rateRatioMax)}) | ${x(c.p50Ratio)} | ${x(c.p99Ratio)} | ${f(c.cpuUsPerMessage, 1)} (${spread(c.cpuUsPerMessageByRound)}) | ${f(c.serverCpuUsPerMessage, 1)} / ${f(c.clientCpuUsPerMessage, 1)} | ${c.id === 'untraced' ? '–' : f(sm.overheadUs, 1)} | ${sm.overheadVsFloor == null ? '–' : x(sm.overheadVsFloor)} | ${int(c.spansReceived.server)} / ${int(c.spansReceived.client)} | ${int(c.dropped)} | ${int(c.rssMB)} (${signed(c.rssDeltaMB)}) | ${f(c.serverAllocKBPerMessage, 2)} | ${int(c.rate)} | ${f(c.p50Ms)} / ${f(c.p99Ms)} |`,
+    );
+  }
+  const errors = s.configs.reduce((n, c) => n + c.errors, 0);
   if (errors) rows.push('', `Errors or unconsumed messages: ${errors}.`);
   return rows.join('\n');
 }
@@ -98,30 +108,29 @@ function outageTable(s) {
   return rows.join('\n');
 }
 
-function sum(values) {
-  return values.reduce((a, b) => a + b, 0);
-}
-
 export function renderMarkdown(report) {
   const m = report.machine;
+  const o = report.options;
   const out = [
-    `## otel-nest benchmark (${report.options.quick ? 'quick' : 'full'} run)`,
+    `## otel-nest benchmark (${o.quick ? 'quick' : 'full'} run), Node ${report.node}`,
     '',
-    `${report.date.slice(0, 16).replace('T', ' ')} UTC · ${m.cores} cores (${m.cpu}) · Node ${m.node} · load average ${m.loadAverageAtStart.join(' ')} at start, ${m.loadAverageAtEnd.join(' ')} at end · ${report.wallSeconds} s`,
-    `Rounds: ${report.options.rounds} interleaved, ${report.options.seconds} s per HTTP segment, ${report.options.msgSeconds} s per messaging segment, ${report.options.warmup} s warm-up (excluded); ${report.options.connections} HTTP connections, ${report.options.concurrency} requests in flight for request-reply.`,
-    'Every figure is a ratio to the untraced configuration of this run (median of per-round ratios); absolute numbers are only for context and are not comparable across runs.',
+    `${report.date.slice(0, 16).replace('T', ' ')} UTC · ${m.cores} cores (${m.cpu}) · processes under test on Node ${m.node}${m.nodeFlags.length ? ` with ${m.nodeFlags.join(' ')}` : ''} · load average ${m.loadAverageAtStart.join(' ')} at start, ${m.loadAverageAtEnd.join(' ')} at end · ${report.wallSeconds} s`,
+    `Rounds: ${o.rounds} interleaved, ${o.seconds} s per HTTP segment, ${o.msgSeconds} s per messaging segment, ${o.warmup} s warm-up (excluded); ${o.connections} HTTP connections, ${o.concurrency} requests in flight for request-reply.`,
+    'CPU is process.cpuUsage() of the app process(es) per request handled; ratios are medians of per-round ratios to the untraced configuration of this run.',
     '',
+    ...httpFloorTable(report),
+    ...msgFloorTable(report),
   ];
   for (const [id, s] of Object.entries(report.scenarios)) {
     out.push(`### ${id}: ${s.title}`, '');
     if (s.error) out.push(`Could not run: ${s.error.split('\n')[0]}`);
     else if (s.skipped) out.push(`Not measured: ${s.skipped}`);
-    else if (s.kind === 'http') out.push(httpTable(s));
-    else if (s.kind === 'msg') out.push(msgTable(s));
+    else if (s.kind === 'http') out.push(httpTable(s, report.summary?.[id]));
+    else if (s.kind === 'msg') out.push(msgTable(s, report.summary?.[id]));
     else if (s.kind === 'outage') out.push(outageTable(s));
     out.push('');
   }
   out.push(renderTargets(report.targets));
-  out.push('Rerun: `npm run bench` (full, ~10 min), `npm run bench -- --quick` (~2 min), `npm run bench -- --only http-express,nats-rr`; profile: `node bench/profile.mjs --framework express --config B`.', '');
+  out.push('Rerun: `npm run bench` (full, ~10 min), `npm run bench -- --quick`, `npm run bench -- --only http-express,nats-rr`, `npm run bench -- --node 22.15.0`; targets: `node bench/check-targets.mjs`.', '');
   return out.join('\n');
 }
