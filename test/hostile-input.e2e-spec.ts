@@ -92,6 +92,13 @@ describe('hostile trace-context headers, end to end on every channel', () => {
     return summary;
   }
 
+  /** A broker channel: request-reply and events (30 %), some of them linked, then a clean stop. */
+  async function runBroker(channel: HostileChannel, app: HostileApp, driver: ChannelDriver): Promise<void> {
+    const summary = await run(channel, app, driver, 5, 0.3);
+    expectClean(summary);
+    expect(summary.outcomes.linked, formatSummary(summary)).toBeGreaterThan(0);
+  }
+
   describe.each(['express', 'fastify'] as const)('HTTP (%s): raw requests over TCP', (platform) => {
     it.runIf(CHANNELS.has(platform))(
       'per input: alive, handled (or refused by Node\'s parser), root or valid continuation, spans ended, well-formed fetch headers, flat heap',
@@ -125,9 +132,7 @@ describe('hostile trace-context headers, end to end on every channel', () => {
           raw = await RawNatsClient.connect();
           const driver = natsDriver({ ...names, inbox: `${prefix}.inbox`, nc, raw });
           await raw.ping();
-          const summary = await run('nats', app, driver, 5, 0.3);
-          expectClean(summary);
-          expect(summary.outcomes.linked, formatSummary(summary)).toBeGreaterThan(0);
+          await runBroker('nats', app, driver);
           // Both ways onto the wire were used.
           expect(driver.viaDriver).toBeGreaterThan(0);
           expect(driver.viaRaw).toBeGreaterThan(0);
@@ -151,9 +156,7 @@ describe('hostile trace-context headers, end to end on every channel', () => {
         const app = await HostileApp.start('rmq', { ...baseEnv(), HOSTILE_NAMES: JSON.stringify(names) });
         const driver = await rmqDriver({ url: 'amqp://guest:guest@127.0.0.1:5672', ...names });
         try {
-          const summary = await run('rmq', app, driver, 5, 0.3);
-          expectClean(summary);
-          expect(summary.outcomes.linked, formatSummary(summary)).toBeGreaterThan(0);
+          await runBroker('rmq', app, driver);
           expect(await app.stop()).toEqual({ code: 0, signal: null });
         } finally {
           await driver.close();
@@ -184,9 +187,7 @@ describe('hostile trace-context headers, end to end on every channel', () => {
         });
         const driver = await kafkaDriver({ brokers: broker.brokers, ...names, replyTopic, groupId: `hostile-peer-${RUN}` });
         try {
-          const summary = await run('kafka', app, driver, 5, 0.3);
-          expectClean(summary);
-          expect(summary.outcomes.linked, formatSummary(summary)).toBeGreaterThan(0);
+          await runBroker('kafka', app, driver);
           expect(await app.stop()).toEqual({ code: 0, signal: null });
         } finally {
           await driver.close();
