@@ -11,7 +11,7 @@ export type {
   SamplerName,
   SamplerOption,
 } from './interfaces/otel-module-options.interface.js';
-export { Traced, type TracedOptions, type TracedConsume } from './decorators/traced.decorator.js';
+export { Traced, type TracedOptions } from './decorators/traced.decorator.js';
 export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
 export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
 export { OtelSdkService } from './sdk/otel-sdk.service.js';
@@ -24,6 +24,7 @@ export {
   type ConsumePolicy,
   type MessagingServerTracingOptions,
 } from './transports/shared/messaging-tracing.js';
+export { SEND_CANCELLED } from './transports/shared/producer-tracer.js';
 export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';

@@ -36,21 +36,30 @@ export const ATTR_HTTP_RESPONSE_HEADER_PREFIX = 'http.response.header.';
 /** `code.function.name`: the fully-qualified method a `@Traced` span wraps (`OrdersService.place`). */
 export const ATTR_CODE_FUNCTION_NAME = 'code.function.name';
 
-// Messaging (incubating in semantic-conventions 1.45).
+// Messaging (incubating). The names of semantic conventions v1.44, which every transport emits.
+// `@opentelemetry/semantic-conventions` 1.45 marks some as deprecated in favour of new names
+// (`messaging.system` -> `messaging.system.name`, `messaging.kafka.*` -> `kafka.*`,
+// `messaging.rabbitmq.*` -> `rabbitmq.*`); messaging is still Development, whose rules ask an
+// instrumentation not to change what it emits by default, so these stay until an opt-in exists.
 export const ATTR_MESSAGING_SYSTEM = 'messaging.system';
 export const ATTR_MESSAGING_OPERATION_NAME = 'messaging.operation.name';
 export const ATTR_MESSAGING_OPERATION_TYPE = 'messaging.operation.type';
 export const ATTR_MESSAGING_DESTINATION_NAME = 'messaging.destination.name';
+/** Low-cardinality form of the destination: the wildcard pattern a handler subscribed with. */
+export const ATTR_MESSAGING_DESTINATION_TEMPLATE = 'messaging.destination.template';
 export const ATTR_MESSAGING_DESTINATION_TEMPORARY = 'messaging.destination.temporary';
 export const ATTR_MESSAGING_DESTINATION_ANONYMOUS = 'messaging.destination.anonymous';
 export const ATTR_MESSAGING_DESTINATION_PARTITION_ID = 'messaging.destination.partition.id';
 export const ATTR_MESSAGING_MESSAGE_ID = 'messaging.message.id';
 export const ATTR_MESSAGING_MESSAGE_CONVERSATION_ID = 'messaging.message.conversation_id';
 export const ATTR_MESSAGING_MESSAGE_BODY_SIZE = 'messaging.message.body.size';
+export const ATTR_MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count';
 export const ATTR_MESSAGING_CONSUMER_GROUP_NAME = 'messaging.consumer.group.name';
 export const ATTR_MESSAGING_CLIENT_ID = 'messaging.client.id';
 export const ATTR_MESSAGING_KAFKA_MESSAGE_KEY = 'messaging.kafka.message.key';
 export const ATTR_MESSAGING_KAFKA_OFFSET = 'messaging.kafka.offset';
+/** `true` on a record whose value is null (a tombstone); never set otherwise. */
+export const ATTR_MESSAGING_KAFKA_MESSAGE_TOMBSTONE = 'messaging.kafka.message.tombstone';
 export const ATTR_MESSAGING_RABBITMQ_ROUTING_KEY = 'messaging.rabbitmq.destination.routing_key';
 export const ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG = 'messaging.rabbitmq.message.delivery_tag';
 

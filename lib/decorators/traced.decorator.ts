@@ -10,8 +10,8 @@ import { tracedNotAMethod, tracedOptionThrew, tracedSpanStartFailed } from '../o
 /** `PATTERN_EXTRAS_METADATA` of @nestjs/microservices (a string, so this file does not load the package). */
 const PATTERN_EXTRAS_METADATA = 'microservices:pattern_extras';
 
-/** How a microservice handler relates to the producer's span. See {@link TracedOptions.consume}. */
-export type TracedConsume = 'parent' | 'link' | 'parent+link';
+// `consume` takes the transports' ConsumePolicy (exported from the root), named here as before.
+import type { ConsumePolicy as TracedConsume } from '../transports/shared/messaging-tracing.js';
 
 /** Options of {@link Traced}. */
 export interface TracedOptions {

@@ -1,6 +1,7 @@
 import { SpanStatusCode, type Exception, type Span } from '@opentelemetry/api';
 import { ATTR_ERROR_TYPE, ERROR_TYPE_VALUE_OTHER } from '../semconv.js';
 import { processGlobal } from './process-global.js';
+import { recordsExceptionEvents } from './exception-signal.js';
 
 /**
  * Errors already recorded as an exception event. The same error usually bubbles through several
@@ -39,7 +40,8 @@ function messageOf(error: unknown): string {
 
 /**
  * Marks `span` as failed by `error`: status ERROR with the error's message, `error.type`, and the
- * exception event the first time this error object is seen. Never throws.
+ * exception event the first time this error object is seen (unless
+ * `OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=logs`). Never throws.
  */
 export function recordError(span: Span, error: unknown, errorType: string = errorTypeOf(error)): void {
   try {
@@ -57,7 +59,10 @@ export function recordError(span: Span, error: unknown, errorType: string = erro
     if (error instanceof Error && error.stack) {
       exception.stack = error.stack;
     }
-    span.recordException(exception);
+    // OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=logs asks for no span event (see exception-signal.ts).
+    if (recordsExceptionEvents()) {
+      span.recordException(exception);
+    }
   } catch {
     // A span implementation that throws must not turn the user's error into ours.
   }

@@ -2,7 +2,7 @@ import type { CustomStrategy } from '@nestjs/microservices';
 import { OtelServerKafka, type OtelServerKafkaOptions } from './otel-server-kafka.js';
 
 export { OtelServerKafka, type OtelServerKafkaOptions };
-export { OtelClientKafka, KAFKA_SEND_CANCELLED, type OtelClientKafkaOptions } from './otel-client-kafka.js';
+export { OtelClientKafka, type OtelClientKafkaOptions } from './otel-client-kafka.js';
 export { kafkaHeaderGetter, kafkaHeaderSetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 
 /**

@@ -72,7 +72,7 @@ describe('Kafka attributes', () => {
       'messaging.kafka.message.key': 'k2',
       'messaging.message.body.size': 3,
     });
-    expect(recordAttributes({ key: null, value: null })).toEqual({});
+    expect(recordAttributes({ key: null, value: null })).toEqual({ 'messaging.kafka.message.tombstone': true });
     expect(keyAttribute(7)).toBe('7');
     expect(keyAttribute({})).toBeUndefined();
   });
@@ -98,5 +98,16 @@ describe('Kafka attributes', () => {
     expect(brokerAttributes(['kafka'])).toEqual({ 'server.address': 'kafka' });
     expect(brokerAttributes(async () => ['kafka:9092'])).toEqual({});
     expect(brokerAttributes([])).toEqual({});
+  });
+});
+
+describe('recordAttributes', () => {
+  it('flags a tombstone (null value) and nothing else', () => {
+    expect(recordAttributes({ key: 'k-1', value: null })).toEqual({ 'messaging.kafka.message.key': 'k-1', 'messaging.kafka.message.tombstone': true });
+    expect(recordAttributes({ key: 'k-1', value: undefined })['messaging.kafka.message.tombstone']).toBe(true);
+    expect(recordAttributes({ key: 'k-1', value: '' })).toEqual({ 'messaging.kafka.message.key': 'k-1', 'messaging.message.body.size': 0 });
+    expect(recordAttributes({ value: Buffer.from('{}') })).toEqual({ 'messaging.message.body.size': 2 });
+    // Read without its value (a parsed record only): unknown, so not flagged.
+    expect(recordAttributes({ key: 'k-1' })).toEqual({ 'messaging.kafka.message.key': 'k-1' });
   });
 });

@@ -2,6 +2,7 @@ import { context, createContextKey, diag, type Attributes, type Context, type Sp
 import {
   ATTR_MESSAGING_DESTINATION_PARTITION_ID,
   ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
+  ATTR_MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
   ATTR_MESSAGING_KAFKA_OFFSET,
   ATTR_MESSAGING_MESSAGE_BODY_SIZE,
   ATTR_SERVER_ADDRESS,
@@ -9,6 +10,7 @@ import {
 } from '../../semconv.js';
 import { bodySize, injectContext } from '../shared/messaging-tracing.js';
 import { kafkaHeaderSetter } from './kafka.carrier.js';
+import { messageContextNotAdded } from '../../otel.messages.js';
 
 /** `messaging.system` of this transport. */
 export const KAFKA_SYSTEM = 'kafka';
@@ -97,7 +99,7 @@ function addTraceHeaders(record: unknown, ctx: Context): unknown {
       sink.onRecord(kafkaRecord);
     }
   } catch (err) {
-    diag.error('otel-nest: could not add trace context headers to a Kafka record; it goes out without them.', err);
+    diag.error(messageContextNotAdded('Kafka'), err);
   }
   return record;
 }
@@ -116,11 +118,18 @@ export function keyAttribute(key: unknown): string | undefined {
   return undefined;
 }
 
-/** Key and body size of one outgoing or incoming record, written into `attributes` (a new object by default). */
+/**
+ * Key, body size and tombstone flag of one outgoing or incoming record, written into `attributes`
+ * (a new object by default). A record whose value is null (or, before kafkajs encodes it,
+ * undefined) is a tombstone; a record read without its value says nothing either way.
+ */
 export function recordAttributes(record: KafkaRecordLike, attributes: Attributes = {}): Attributes {
   const key = keyAttribute(record.key);
   if (key !== undefined) {
     attributes[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+  }
+  if ('value' in record && (record.value === null || record.value === undefined)) {
+    attributes[ATTR_MESSAGING_KAFKA_MESSAGE_TOMBSTONE] = true;
   }
   const size = bodySize(record.value);
   if (size !== undefined) {

@@ -1,8 +1,7 @@
-import type { ReplaySubject } from 'rxjs';
 import { ClientKafka, type KafkaOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
 import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
-import { ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
+import { ATTR_MESSAGING_BATCH_MESSAGE_COUNT, ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
 import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
@@ -19,19 +18,13 @@ import {
   type RecordMetadataLike,
   type SerializerLike,
 } from './kafka-tracing.js';
-import { pendingRequestsFor, SEND_CANCELLED, traceRequestReply } from '../shared/producer-tracer.js';
+import { pendingRequestsFor, traceRequestReply } from '../shared/producer-tracer.js';
+import { kafkaAckNotRead, producerSpanStartFailed } from '../../otel.messages.js';
+import type { ClientStatusSubject } from '../shared/client-status.js';
 
 /** Options of {@link OtelClientKafka}: exactly those of Nest's `ClientKafka`. */
 export type OtelClientKafkaOptions = Required<KafkaOptions>['options'];
 
-/**
- * `error.type` of a `send()` PRODUCER span whose subscriber went away before any reply: an rxjs
- * `timeout()`, `take(0)`, or an explicit `unsubscribe()`.
- */
-export const KAFKA_SEND_CANCELLED = SEND_CANCELLED;
-
-/** `messaging.batch.message_count` (incubating): records in one `emitBatch()`. */
-const ATTR_MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count';
 
 interface ProducerSpan {
   readonly ctx: Context;
@@ -62,11 +55,8 @@ interface ProducerSpan {
  * @publicApi
  */
 export class OtelClientKafka extends ClientKafka {
-  /**
-   * Type-only widening (nothing is emitted): makes the class assignable to `customClass` of
-   * `ClientsModule.register`, which Nest's own `ClientKafka` is not under `strict`.
-   */
-  protected declare _status$: ReplaySubject<any>;
+  /** Type-only widening, for `customClass`: see {@link ClientStatusSubject}. */
+  protected declare _status$: ClientStatusSubject;
   /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
   private readonly pendingRequests = pendingRequestsFor(this);
 
@@ -184,7 +174,7 @@ export class OtelClientKafka extends ClientKafka {
       };
       return { ctx: withProducerSink(ctx, sink), sink, end: producerSpanEnder(span) };
     } catch (err) {
-      diag.error('otel-nest: could not start the PRODUCER span; the Kafka record goes out untraced.', err);
+      diag.error(producerSpanStartFailed('Kafka'), err);
       return undefined;
     }
   }
@@ -258,6 +248,6 @@ function reportAck(record: { messages?: unknown[] } | undefined, sent: unknown):
       () => undefined,
     );
   } catch (err) {
-    diag.error('otel-nest: could not read a Kafka acknowledgement.', err);
+    diag.error(kafkaAckNotRead(), err);
   }
 }

@@ -33,6 +33,7 @@ import {
   type KafkaRecordLike,
   type SerializerLike,
 } from './kafka-tracing.js';
+import { kafkaRecordNotRead } from '../../otel.messages.js';
 
 /** Options of {@link OtelServerKafka}: those of Nest's `ServerKafka`, plus `otel`. */
 export type OtelServerKafkaOptions = Required<KafkaOptions>['options'] & {
@@ -49,7 +50,7 @@ type StartHook = Parameters<ServerKafka['setOnProcessingStartHook']>[0];
 type EndHook = Parameters<ServerKafka['setOnProcessingEndHook']>[0];
 type EachMessagePayload = Parameters<ServerKafka['handleMessage']>[0];
 type KafkaMessage = EachMessagePayload['message'];
-type ReplySender = ServerKafka['sendMessage'];
+type OutgoingReply = Parameters<ServerKafka['sendMessage']>[0];
 
 /**
  * Nest's Kafka server with a CONSUMER span `process {topic}` around each record's whole handler
@@ -162,12 +163,21 @@ export class OtelServerKafka extends ServerKafka {
    * its last reply is published (Nest 12 runs the end hook earlier, when the handler's stream
    * ends; Nest 11 after each reply), so a reply that cannot be published fails the span.
    */
-  override sendMessage(...args: Parameters<ReplySender>): ReturnType<ReplySender> {
-    const [message, , , , ctx] = args;
-    const replyContext = this.replyContexts.get(ctx);
+  override sendMessage(
+    message: OutgoingReply,
+    replyTopic: string,
+    replyPartition: string | undefined | null,
+    correlationId: string,
+    kafkaContext: KafkaContext,
+  ): ReturnType<ServerKafka['sendMessage']> {
+    // Named as in Nest 11.1.4 to 12.1 (the override stops compiling if Nest changes them); the
+    // request is found by its context, and an unknown one is published untraced.
+    const ctx: object | undefined = isObject(kafkaContext) ? kafkaContext : undefined;
+    const replyContext = ctx ? this.replyContexts.get(ctx) : undefined;
+    const publish = () => super.sendMessage(message, replyTopic, replyPartition, correlationId, kafkaContext);
     // The serializer writes the active context into the reply's headers.
-    const sent = replyContext ? context.with(replyContext, () => super.sendMessage(...args)) : super.sendMessage(...args);
-    if (!replyContext || !message?.isDisposed) {
+    const sent = replyContext ? context.with(replyContext, publish) : publish();
+    if (!ctx || !replyContext || !message?.isDisposed) {
       return sent;
     }
     return sent.then(
@@ -275,7 +285,7 @@ export class OtelServerKafka extends ServerKafka {
         attributes,
       };
     } catch (err) {
-      diag.error('otel-nest: could not read a Kafka record for tracing; it is handled untraced.', err);
+      diag.error(kafkaRecordNotRead(), err);
       return undefined;
     }
   }

@@ -1,5 +1,6 @@
 import type { Attributes } from '@opentelemetry/api';
 import { ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from '../../semconv.js';
+import type { MessageDestination } from '../shared/messaging-tracing.js';
 
 /** `messaging.system` of NATS (the semantic conventions define no well-known value for it). */
 export const NATS_MESSAGING_SYSTEM = 'nats';
@@ -58,4 +59,32 @@ export function connectedNatsServer(connection: unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The drivers' default prefix of reply subjects (`_INBOX.<nuid>`); the `inboxPrefix` option changes it. */
+const DEFAULT_INBOX_PREFIX = '_INBOX';
+
+/** A subject with a wildcard token: `*` (one token) or `>` (the rest). */
+export function isNatsWildcard(subject: string): boolean {
+  return subject.split('.').some((token) => token === '*' || token === '>');
+}
+
+/**
+ * The destination of a NATS message on `subject`:
+ * - `pattern` (the subscription a server handler is registered under) is the template when it is
+ *   a wildcard, so `probe.1.get` and `probe.2.get` are both `process probe.*.get`;
+ * - a reply subject (`_INBOX.…`, or the `inboxPrefix` given) is temporary and anonymous: a fresh
+ *   name per request, left out of the span name.
+ */
+export function natsDestination(subject: string, pattern?: string, inboxPrefix?: unknown): MessageDestination {
+  const destination: MessageDestination = { destination: subject };
+  if (pattern !== undefined && pattern !== subject && isNatsWildcard(pattern)) {
+    destination.template = pattern;
+  }
+  const prefix = typeof inboxPrefix === 'string' && inboxPrefix ? inboxPrefix : DEFAULT_INBOX_PREFIX;
+  if (subject.startsWith(`${prefix}.`)) {
+    destination.temporary = true;
+    destination.anonymous = true;
+  }
+  return destination;
 }

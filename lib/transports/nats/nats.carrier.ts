@@ -2,6 +2,7 @@ import { diag, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api
 import { natsDriverNames } from '../../nest-compat.js';
 import { validatingGetter } from '../../propagation/carrier.js';
 import { maxFieldLength } from '../../propagation/header-values.js';
+import { natsDriverMissing, natsHeaderNotWritten, natsHeadersNotCreated } from '../../otel.messages.js';
 
 /**
  * The part of a NATS `MsgHdrs` the carrier uses. Both drivers Nest loads (`@nats-io/transport-node`
@@ -85,7 +86,7 @@ export const natsHeaderSetter: TextMapSetter<NatsHeaders | null | undefined> = {
       }
       carrier.set(key, value);
     } catch (err) {
-      diag.warn(`otel-nest: could not write the NATS header "${key}"; the message goes out without it.`, err);
+      diag.warn(natsHeaderNotWritten(key), err);
     }
   },
 };
@@ -121,9 +122,7 @@ export function loadNatsDriver(): Promise<void> {
       }
     }
     headersFactory = null;
-    diag.error(
-      'otel-nest: neither @nats-io/transport-node nor nats could be loaded; NATS messages go out without trace context.',
-    );
+    diag.error(natsDriverMissing());
   })();
   return loading;
 }
@@ -145,7 +144,7 @@ export function createNatsHeaders(): NatsHeaders | undefined {
   try {
     return headersFactory?.() ?? undefined;
   } catch (err) {
-    diag.error('otel-nest: could not create NATS headers; the message goes out without trace context.', err);
+    diag.error(natsHeadersNotCreated(), err);
     return undefined;
   }
 }

@@ -1,17 +1,17 @@
 import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@nestjs/microservices';
 import { context, createContextKey, diag, ROOT_CONTEXT, type Context, type Span } from '@opentelemetry/api';
-import { Observable, type ReplaySubject } from 'rxjs';
+import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
+import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsDestination, natsServerAttributes } from './nats.attributes.js';
 import { copyNatsHeaders, loadNatsDriver, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
-import { pendingRequestsFor, SEND_CANCELLED, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
+import { pendingRequestsFor, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
+import { messageContextNotAdded, producerSpanStartFailed } from '../../otel.messages.js';
+import type { ClientStatusSubject } from '../shared/client-status.js';
 
 type NatsClientOptions = Required<NatsOptions>['options'];
 
-/** `error.type` of a `send()` whose subscriber went away before any reply (rxjs `timeout()`, `take(0)`, unsubscribe). */
-export const NATS_SEND_CANCELLED = SEND_CANCELLED;
 
 /** The PRODUCER span of the message being sent, in the context Nest's send/emit path runs in. */
 const PRODUCER_SPAN = createContextKey('otel-nest NATS producer span');
@@ -42,11 +42,8 @@ interface Producer {
  * @publicApi
  */
 export class OtelClientNats extends ClientNats {
-  /**
-   * Type-only widening (nothing is emitted): makes the class assignable to `customClass` of
-   * `ClientsModule.register`, which Nest's own `ClientNats` is not under `strict`.
-   */
-  protected declare _status$: ReplaySubject<any>;
+  /** Type-only widening, for `customClass`: see {@link ClientStatusSubject}. */
+  protected declare _status$: ClientStatusSubject;
   /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
   private readonly pendingRequests = pendingRequestsFor(this);
 
@@ -117,7 +114,7 @@ export class OtelClientNats extends ClientNats {
       injectContext(context.active(), headers, natsHeaderSetter);
       return merged === undefined && headers.keys().length === 0 ? merged : headers;
     } catch (err) {
-      diag.error('otel-nest: could not add trace context to a NATS message; it goes out without it.', err);
+      diag.error(messageContextNotAdded('NATS'), err);
       return merged;
     }
   }
@@ -151,14 +148,14 @@ export class OtelClientNats extends ClientNats {
       const destination = this.normalizePattern(pattern as Parameters<ClientNats['normalizePattern']>[0]);
       const { span, ctx } = startProducerSpan({
         system: NATS_MESSAGING_SYSTEM,
-        destination,
+        ...natsDestination(destination, undefined, this.options?.inboxPrefix),
         pattern: destination,
         isEvent,
         attributes: natsServerAttributes(this.options?.servers, connectedNatsServer(this.natsClient)),
       });
       return { ctx: ctx.setValue(PRODUCER_SPAN, span), end: producerSpanEnder(span) };
     } catch (err) {
-      diag.error('otel-nest: could not start the PRODUCER span; the message is sent untraced.', err);
+      diag.error(producerSpanStartFailed('NATS'), err);
       return undefined;
     }
   }

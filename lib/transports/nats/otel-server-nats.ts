@@ -25,8 +25,9 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsServerAttributes } from './nats.attributes.js';
+import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsDestination, natsServerAttributes } from './nats.attributes.js';
 import { createNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+import { replyContextNotAdded } from '../../otel.messages.js';
 
 /** Options of {@link OtelServerNats}: Nest's NATS options, plus `otel`. */
 export type OtelServerNatsOptions = Required<NatsOptions>['options'] & {
@@ -56,7 +57,8 @@ interface IncomingNatsMessage {
 const INCOMING_NATS_MESSAGE = createContextKey('otel-nest incoming NATS message');
 
 /**
- * Nest's `ServerNats` with a CONSUMER span `process {subject}` around each message's whole handler
+ * Nest's `ServerNats` with a CONSUMER span `process {subject}` (`process {pattern}` for a handler
+ * registered under a wildcard pattern, e.g. `process orders.*.get`) around each message's whole handler
  * pipeline (guards, interceptors, pipes, handler, and the Observable it returns), continuing or
  * linking the producer's context read from the NATS message headers, and with the consumer's
  * context written into the headers of every reply.
@@ -204,7 +206,7 @@ export class OtelServerNats extends ServerNats {
     }
     return {
       system: NATS_MESSAGING_SYSTEM,
-      destination: subject,
+      ...natsDestination(subject, pattern, this.natsOptions.inboxPrefix),
       pattern,
       carrier: headers,
       getter: natsHeaderGetter,
@@ -240,7 +242,7 @@ function addReplyContext<T>(serialized: T): T {
     injectContext(active, headers, natsHeaderSetter);
     return reply.headers === headers ? serialized : { ...reply, headers };
   } catch (err) {
-    diag.error('otel-nest: could not add trace context to a NATS reply; it goes out without it.', err);
+    diag.error(replyContextNotAdded('NATS'), err);
     return serialized;
   }
 }

@@ -1,4 +1,3 @@
-import type { ReplaySubject } from 'rxjs';
 import {
   context,
   createContextKey,
@@ -18,26 +17,22 @@ import {
 import { addAttributes } from '../../utils/attributes.js';
 import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import { publishDestination, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
+import { DIRECT_REPLY_TO, publishDestination, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
 import { closeFailsPendingRequests } from '../../nest-compat.js';
 import { diagLimited } from '../../utils/diag-limited.js';
+import { producerSpanStartFailed, rmqConnectionNotWatched } from '../../otel.messages.js';
 import {
   PendingRequests,
-  SEND_CANCELLED,
   SEND_CONNECTION_LOST,
   traceEmit,
   traceRequestReply,
 } from '../shared/producer-tracer.js';
+import type { ClientStatusSubject } from '../shared/client-status.js';
 
 /** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
 export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
 
-/**
- * `error.type` of a `send()` PRODUCER span whose subscriber went away before the last reply:
- * an RxJS `timeout()`, `take(n)` on a streamed reply, or an explicit `unsubscribe()`.
- */
-export const RMQ_SEND_CANCELLED = SEND_CANCELLED;
 
 interface Producer {
   readonly span: Span;
@@ -48,8 +43,6 @@ interface Producer {
 /** The PRODUCER span of the message being published in the active context. */
 const PRODUCER = createContextKey('otel-nest rmq producer');
 
-/** RabbitMQ's direct reply-to pseudo-queue, Nest's default `replyQueue`. */
-const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
 
 /**
  * Nest's `ClientRMQ`, with a PRODUCER span `send {destination}` for every `send()` and `emit()`,
@@ -75,11 +68,8 @@ const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
  * @publicApi
  */
 export class OtelClientRMQ extends ClientRMQ {
-  /**
-   * Nest 12.1's typings make `customClass: ClientRMQ` fail to compile (its status subject is
-   * narrower than ClientProxy's); widening the declared type lets `customClass: OtelClientRMQ` compile.
-   */
-  protected declare _status$: ReplaySubject<any>;
+  /** Type-only widening, for `customClass`: see {@link ClientStatusSubject}. */
+  protected declare _status$: ClientStatusSubject;
   private readonly connectionAttributes: Attributes;
   /** Requests in flight: ended by a dropped connection (see registerDisconnectListener), and by close() on Nest 11. */
   private readonly pendingRequests = new PendingRequests();
@@ -125,11 +115,7 @@ export class OtelClientRMQ extends ClientRMQ {
     try {
       client.on('disconnect', () => this.pendingRequests.endAll(SEND_CONNECTION_LOST));
     } catch (err) {
-      diagLimited(
-        'warn',
-        'otel-nest: could not watch the RabbitMQ connection; requests in flight when it drops keep their spans open until they settle.',
-        err,
-      );
+      diagLimited('warn', rmqConnectionNotWatched(), err);
     }
   }
 
@@ -220,6 +206,8 @@ export class OtelClientRMQ extends ClientRMQ {
         startProducerSpan({
           system: RABBITMQ_SYSTEM,
           destination: publishDestination(exchange, routingKey),
+          // Through the default exchange the routing key is a queue: a reply queue, for one.
+          ...(exchange ? undefined : queueFlags(routingKey)),
           pattern: patternString,
           isEvent,
           attributes,
@@ -228,7 +216,7 @@ export class OtelClientRMQ extends ClientRMQ {
       const producer: Producer = { span, end: producerSpanEnder(span) };
       return { span, end: producer.end, ctx: ctx.setValue(PRODUCER, producer) };
     } catch (err) {
-      diag.error('otel-nest: could not start the RabbitMQ PRODUCER span; the message goes out untraced.', err);
+      diag.error(producerSpanStartFailed('RabbitMQ'), err);
       return undefined;
     }
   }

@@ -2,7 +2,6 @@ import { context, diag, type Attributes, type Context } from '@opentelemetry/api
 import { ServerRMQ, type MessageHandler, type ReadPacket, type RmqContext, type RmqOptions, type WritePacket } from '@nestjs/microservices';
 import type { Observable, Subscription } from 'rxjs';
 import {
-  ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_MESSAGE_BODY_SIZE,
   ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
   ATTR_MESSAGING_MESSAGE_ID,
@@ -19,13 +18,9 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import {
-  consumeDestination,
-  consumeSpanDestination,
-  RABBITMQ_SYSTEM,
-  serverAttributes,
-} from './rmq.attributes.js';
+import { consumeDestination, isTopicWildcard, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderGetter, rmqHeaderSetter, type RmqHeaders } from './rmq.carrier.js';
+import { replyContextNotAdded, replyContextNotKept } from '../../otel.messages.js';
 
 /** Options of {@link OtelServerRMQ}: Nest's RabbitMQ options, plus `otel`. */
 export type OtelServerRmqOptions = NonNullable<RmqOptions['options']> & {
@@ -47,8 +42,13 @@ interface Delivery {
 }
 
 /**
- * Nest's `ServerRMQ`, with a CONSUMER span `process {exchange:queue}` around the whole handler
- * pipeline of every message that has a handler. The producer's context comes from AMQP
+ * Nest's `ServerRMQ`, with a CONSUMER span `process {destination}` around the whole handler
+ * pipeline of every message that has a handler: `messaging.destination.name` is
+ * `{exchange}:{routing key}:{queue}` (empty parts left out, a routing key equal to the queue said
+ * once: `process orders` for Nest's default queue mode), and a routing key that matched a wildcard
+ * binding (`wildcards: true`, or a `routingKey` option with `*`/`#`) names the span after
+ * `messaging.destination.template`, `{exchange}:{binding}:{queue}`, so many routing keys make one
+ * span name. The producer's context comes from AMQP
  * `properties.headers` (read with the global propagator); a request-reply handler's span is its
  * child, an event handler's span starts a new trace linked to it (see `otel`). Replies carry the
  * CONSUMER span's context in their own `properties.headers`. Payloads and acknowledgements are
@@ -68,10 +68,15 @@ export class OtelServerRMQ extends ServerRMQ {
   /** Set while `sendMessage` serializes a reply: the context whose headers the reply gets. */
   private replyContext: Context | undefined;
   private readonly handlerCache = new HandlerCache<MessageHandler>();
+  /** The options as given (Nest's copy is protected): exchange, binding and queue for the span names. */
+  private readonly rmqOptions: NonNullable<RmqOptions['options']>;
+  /** The registered pattern of each handler found through a wildcard (`wildcards: true`). */
+  private readonly patternsByHandler = new WeakMap<MessageHandler, string>();
 
   constructor(options: OtelServerRmqOptions = {}) {
     const { otel, ...rmqOptions } = options;
     super(rmqOptions);
+    this.rmqOptions = rmqOptions;
     noteTracedTransport(this, 'RabbitMQ server');
     this.connectionAttributes = serverAttributes(rmqOptions.urls);
     this.tracer = new ConsumerTracer<RmqContext>(this, (ctx) => this.describe(ctx), otel);
@@ -156,7 +161,7 @@ export class OtelServerRMQ extends ServerRMQ {
         this.replyContexts.set(ctx, active);
       }
     } catch (err) {
-      diag.error('otel-nest: could not keep the trace context for the reply; it goes out without trace headers.', err);
+      diag.error(replyContextNotKept(), err);
     }
   }
 
@@ -176,9 +181,36 @@ export class OtelServerRMQ extends ServerRMQ {
       injectContext(ctx, headers, rmqHeaderSetter);
       return { ...serialized, options: { ...options, headers } };
     } catch (err) {
-      diag.error('otel-nest: could not add trace headers to a RabbitMQ reply; it goes out without them.', err);
+      diag.error(replyContextNotAdded('RabbitMQ'), err);
       return serialized;
     }
+  }
+
+  /**
+   * The wildcard binding key (`orders.*`, `audit.#`) a delivery's routing key matched: with
+   * `wildcards: true`, the pattern of the handler Nest found for it; otherwise the `routingKey`
+   * option the queue is bound with. Undefined when the routing key matched exactly.
+   */
+  private wildcardBinding(pattern: string, routingKey: string): string | undefined {
+    if (this.rmqOptions.wildcards) {
+      const handler = this.getHandlerByPattern(pattern);
+      if (!handler) {
+        return undefined;
+      }
+      let registered = this.patternsByHandler.get(handler);
+      if (registered === undefined) {
+        for (const [key, candidate] of this.getHandlers()) {
+          if (candidate === handler) {
+            registered = key;
+            break;
+          }
+        }
+        this.patternsByHandler.set(handler, registered ?? '');
+      }
+      return registered && registered !== routingKey && isTopicWildcard(registered) ? registered : undefined;
+    }
+    const bound = this.rmqOptions.routingKey;
+    return typeof bound === 'string' && bound !== routingKey && isTopicWildcard(bound) ? bound : undefined;
   }
 
   private describe(ctx: RmqContext): IncomingMessageDescription<RmqHeaders | undefined> | undefined {
@@ -190,7 +222,6 @@ export class OtelServerRMQ extends ServerRMQ {
     const exchange = typeof fields.exchange === 'string' ? fields.exchange : '';
     const routingKey = typeof fields.routingKey === 'string' ? fields.routingKey : '';
     const attributes = addAttributes({}, this.connectionAttributes);
-    attributes[ATTR_MESSAGING_DESTINATION_NAME] = consumeDestination(exchange, routingKey, this.queue);
     if (routingKey) {
       attributes[ATTR_MESSAGING_RABBITMQ_ROUTING_KEY] = routingKey;
     }
@@ -207,11 +238,17 @@ export class OtelServerRMQ extends ServerRMQ {
     if (typeof message.content?.length === 'number') {
       attributes[ATTR_MESSAGING_MESSAGE_BODY_SIZE] = message.content.length;
     }
+    const pattern = ctx.getPattern();
+    const queue = typeof this.queue === 'string' ? this.queue : '';
+    const flags = queueFlags(queue, this.rmqOptions.queueOptions?.exclusive);
+    // The binding key the routing key matched, when it is a wildcard: the low-cardinality form.
+    const binding = exchange ? this.wildcardBinding(pattern, routingKey) : undefined;
     return {
       system: RABBITMQ_SYSTEM,
-      // The span name; `messaging.destination.name` (with the routing key) is in the attributes.
-      destination: consumeSpanDestination(exchange, this.queue),
-      pattern: ctx.getPattern(),
+      destination: consumeDestination(exchange, routingKey, queue),
+      template: binding === undefined ? undefined : consumeDestination(exchange, binding, flags.anonymous ? '' : queue),
+      ...flags,
+      pattern,
       carrier: properties.headers,
       getter: rmqHeaderGetter,
       attributes,

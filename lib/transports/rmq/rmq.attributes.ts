@@ -62,12 +62,30 @@ export function consumeDestination(exchange: string, routingKey: string, queue: 
   return [exchange, key, queue].filter(Boolean).join(':');
 }
 
+/** RabbitMQ's direct reply-to pseudo-queue (Nest's default `replyQueue`); replies go to `amq.rabbitmq.reply-to.<id>`. */
+export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
+
+/** A topic-exchange binding key with a wildcard word: `*` (one word) or `#` (zero or more). */
+export function isTopicWildcard(bindingKey: string): boolean {
+  return bindingKey.split('.').some((word) => word === '*' || word === '#');
+}
+
 /**
- * The destination in a CONSUMER span's name: `{exchange}:{queue}` (the queue alone for the default
- * exchange). Both come from configuration, so the name stays low-cardinality even when publishers
- * use many routing keys (topic exchanges, wildcard patterns); the full destination, routing key
- * included, is in `messaging.destination.name`.
+ * `messaging.destination.temporary` / `.anonymous` of a queue (a routing key of the default
+ * exchange is a queue name): direct reply-to is both; a server-named queue (`''`, `amq.gen-…`) is
+ * anonymous; an exclusive queue (deleted with the connection that declared it) is temporary. An
+ * `autoDelete` queue with a name of its own is neither: it is usually a shared work queue.
  */
-export function consumeSpanDestination(exchange: string, queue: string): string {
-  return [exchange, queue].filter(Boolean).join(':');
+export function queueFlags(queue: string, exclusive?: unknown): { temporary?: true; anonymous?: true } {
+  if (queue.startsWith(DIRECT_REPLY_TO)) {
+    return { temporary: true, anonymous: true };
+  }
+  const flags: { temporary?: true; anonymous?: true } = {};
+  if (queue === '' || queue.startsWith('amq.gen-')) {
+    flags.anonymous = true;
+  }
+  if (exclusive === true) {
+    flags.temporary = true;
+  }
+  return flags;
 }

@@ -1,7 +1,7 @@
 import { propagation, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consumeDestination, consumeSpanDestination, publishDestination, serverAttributes } from './rmq.attributes.js';
+import { consumeDestination, isTopicWildcard, publishDestination, queueFlags, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderGetter, rmqHeaderSetter, type RmqHeaders } from './rmq.carrier.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -66,8 +66,22 @@ describe('RabbitMQ destinations and server attributes', () => {
     expect(consumeDestination('shop', 'orders.created', 'orders')).toBe('shop:orders.created:orders');
     expect(consumeDestination('shop', 'orders', 'orders')).toBe('shop:orders');
     expect(consumeDestination('', 'other', 'orders')).toBe('other:orders');
-    expect(consumeSpanDestination('', 'orders')).toBe('orders');
-    expect(consumeSpanDestination('shop', 'orders')).toBe('shop:orders');
+  });
+
+  it('tells wildcard binding keys from plain ones', () => {
+    expect(['orders.*', 'audit.#', '#', 'a.*.c'].map(isTopicWildcard)).toEqual([true, true, true, true]);
+    expect(['orders', 'orders.created', 'a*b', 'a.#b', ''].map(isTopicWildcard)).toEqual([false, false, false, false, false]);
+  });
+
+  it('flags reply and server-named queues temporary / anonymous, and leaves named work queues alone', () => {
+    expect(queueFlags('amq.rabbitmq.reply-to')).toEqual({ temporary: true, anonymous: true });
+    expect(queueFlags('amq.rabbitmq.reply-to.g1h2AA5yZXBseUAyMjg4OTk1Ng==')).toEqual({ temporary: true, anonymous: true });
+    expect(queueFlags('amq.gen-JzTY20BRgKO-HjmUJj0wLg')).toEqual({ anonymous: true });
+    expect(queueFlags('')).toEqual({ anonymous: true });
+    expect(queueFlags('amq.gen-x', true)).toEqual({ anonymous: true, temporary: true });
+    expect(queueFlags('broadcast-1', true)).toEqual({ temporary: true });
+    expect(queueFlags('orders')).toEqual({});
+    expect(queueFlags('orders', false)).toEqual({});
   });
 
   it('reads server.address and server.port from the first URL, without credentials', () => {

@@ -1,5 +1,6 @@
 import { context, diag } from '@opentelemetry/api';
 import { finalize, tap, type Observable } from 'rxjs';
+import { consumerSpanEndFailed, consumerSpanStartFailed } from '../../otel.messages.js';
 import {
   endConsumerSpan,
   getConsumerState,
@@ -77,7 +78,7 @@ export class ConsumerTracer<Ctx extends object> {
         this.states.set(ctx, state);
       }
     } catch (err) {
-      diag.error('otel-nest: could not start the CONSUMER span; the message is handled untraced.', err);
+      diag.error(consumerSpanStartFailed(), err);
     }
     const run = (): unknown => (this.userStart ? this.userStart(transportId, ctx, done) : done());
     if (!state || !spanContext) {
@@ -162,7 +163,7 @@ export class ConsumerTracer<Ctx extends object> {
     try {
       endConsumerSpan(state);
     } catch (err) {
-      diag.error('otel-nest: could not end the CONSUMER span.', err);
+      diag.error(consumerSpanEndFailed(), err);
     }
   }
 }

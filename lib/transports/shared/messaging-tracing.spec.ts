@@ -13,9 +13,11 @@ import {
 } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestingSdk, type TestingSdk } from '../../testing/testing-sdk.js';
+import { EXCEPTION_SIGNAL_OPT_IN } from '../../utils/exception-signal.js';
 import {
   endConsumerSpan,
   getConsumerState,
+  messagingSpanName,
   producerSpanEnder,
   resolveConsumePolicy,
   rpcErrorType,
@@ -174,6 +176,63 @@ describe('messaging tracing', () => {
         'messaging.message.id': 'm-1',
       });
       expect(span!.status.code).toBe(SpanStatusCode.UNSET);
+    });
+  });
+
+  describe('destinations: template, temporary, anonymous', () => {
+    it('names spans after the template, else a destination that is neither temporary nor anonymous, else the operation', () => {
+      expect(messagingSpanName('process', { destination: 'probe.7.get', template: 'probe.*.get' })).toBe('process probe.*.get');
+      expect(messagingSpanName('process', { destination: 'probe.7.get' })).toBe('process probe.7.get');
+      expect(messagingSpanName('send', { destination: '_INBOX.x', temporary: true, anonymous: true })).toBe('send');
+      expect(messagingSpanName('send', { destination: 'amq.gen-x', anonymous: true })).toBe('send');
+      expect(messagingSpanName('process', { destination: 'q', temporary: true })).toBe('process');
+      expect(messagingSpanName('process', { destination: 'x:k:amq.gen-1', template: 'x:k.*', anonymous: true })).toBe('process x:k.*');
+    });
+
+    it('sets messaging.destination.template, and temporary / anonymous only when true', () => {
+      const { state } = startConsumerSpan({ ...message(undefined), destination: 'probe.7.get', template: 'probe.*.get' }, true, 'link');
+      endConsumerSpan(state);
+      startProducerSpan({ system: 'nats', destination: '_INBOX.abc', pattern: '_INBOX.abc', isEvent: true, temporary: true, anonymous: true }).span.end();
+      startProducerSpan({ system: 'nats', destination: 'd', pattern: 'd', isEvent: true, temporary: false, anonymous: false }).span.end();
+      const [consumer, reply, plain] = sdk.getFinishedSpans();
+      expect(consumer!.name).toBe('process probe.*.get');
+      expect(consumer!.attributes).toMatchObject({ 'messaging.destination.name': 'probe.7.get', 'messaging.destination.template': 'probe.*.get' });
+      expect(reply!.name).toBe('send');
+      expect(reply!.attributes).toMatchObject({
+        'messaging.destination.name': '_INBOX.abc',
+        'messaging.destination.temporary': true,
+        'messaging.destination.anonymous': true,
+      });
+      expect(Object.keys(plain!.attributes).filter((key) => key.startsWith('messaging.destination.'))).toEqual(['messaging.destination.name']);
+    });
+  });
+
+  describe(`exceptions and ${EXCEPTION_SIGNAL_OPT_IN}`, () => {
+    afterEach(() => {
+      delete process.env[EXCEPTION_SIGNAL_OPT_IN];
+    });
+
+    it.each([
+      [undefined, 1],
+      ['http', 1],
+      ['logs/dup', 1],
+      ['logs, logs/dup', 1],
+      ['logs', 0],
+      [' LOGS ', 0],
+    ] as const)('%s: ERROR and error.type always, %i exception event(s)', (value, events) => {
+      if (value !== undefined) {
+        process.env[EXCEPTION_SIGNAL_OPT_IN] = value;
+      }
+      const { state } = startConsumerSpan(message(undefined), false, 'parent');
+      const error = new RangeError('no stock');
+      state.error = error;
+      endConsumerSpan(state);
+      const [span] = sdk.getFinishedSpans();
+      expect(span!.status.code).toBe(SpanStatusCode.ERROR);
+      expect(span!.attributes['error.type']).toBe('RangeError');
+      expect(span!.events.filter((e) => e.name === 'exception')).toHaveLength(events);
+      // The error object itself is the caller's, untouched.
+      expect(Object.keys(error)).toEqual([]);
     });
   });
 

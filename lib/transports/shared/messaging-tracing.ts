@@ -15,7 +15,10 @@ import {
 } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
+  ATTR_MESSAGING_DESTINATION_ANONYMOUS,
   ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_DESTINATION_TEMPLATE,
+  ATTR_MESSAGING_DESTINATION_TEMPORARY,
   ATTR_MESSAGING_OPERATION_NAME,
   ATTR_MESSAGING_OPERATION_TYPE,
   ATTR_MESSAGING_SYSTEM,
@@ -28,9 +31,11 @@ import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
 import { extractContext } from '../../propagation/carrier.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
+import { producerSpanNotCompleted } from '../../otel.messages.js';
 
 /**
- * How a consumer span relates to the producer's context that came with the message:
+ * How a consumer span relates to the producer's context that came with the message (the one type
+ * behind `@Traced({ consume })`, `@EventPattern(p, { otelConsume })` and the servers' `otel` option):
  * - `parent`: the consumer span is a child of the producer span (one trace);
  * - `link`: the consumer span starts a new trace and links to the producer span (the messaging
  *   semantic conventions' default for asynchronous messages);
@@ -69,12 +74,48 @@ export function resolveConsumePolicy(
   return isEvent ? (options?.eventConsume ?? 'link') : (options?.messageConsume ?? 'parent');
 }
 
+/** Where a message goes or comes from, as the messaging semantic conventions describe it. */
+export interface MessageDestination {
+  /** `messaging.destination.name`. */
+  destination: string;
+  /**
+   * `messaging.destination.template`: the low-cardinality pattern the destination matched (a
+   * wildcard subscription). When set, the span is named after it rather than after `destination`.
+   */
+  template?: string;
+  /** `messaging.destination.temporary` (set only when true): a reply inbox, an exclusive queue. */
+  temporary?: boolean;
+  /** `messaging.destination.anonymous` (set only when true): a generated name (`_INBOX.…`, `amq.gen-…`). */
+  anonymous?: boolean;
+}
+
+/**
+ * The span name `{operation} {destination}` of the messaging conventions: the template when there is
+ * one, else the destination name unless it is temporary or anonymous (such names are generated per
+ * conversation, unbounded), else the operation alone.
+ */
+export function messagingSpanName(operation: string, where: MessageDestination): string {
+  const named = where.template ?? (where.temporary || where.anonymous ? undefined : where.destination);
+  return named ? `${operation} ${named}` : operation;
+}
+
+function addDestination(attributes: Attributes, where: MessageDestination): void {
+  attributes[ATTR_MESSAGING_DESTINATION_NAME] = where.destination;
+  if (where.template !== undefined) {
+    attributes[ATTR_MESSAGING_DESTINATION_TEMPLATE] = where.template;
+  }
+  if (where.temporary) {
+    attributes[ATTR_MESSAGING_DESTINATION_TEMPORARY] = true;
+  }
+  if (where.anonymous) {
+    attributes[ATTR_MESSAGING_DESTINATION_ANONYMOUS] = true;
+  }
+}
+
 /** What a transport knows about an incoming message. */
-export interface IncomingMessageDescription<C> {
+export interface IncomingMessageDescription<C> extends MessageDestination {
   /** `messaging.system`: `nats`, `rabbitmq`, `kafka`. */
   system: string;
-  /** `messaging.destination.name`, used in the span name `process {destination}`. */
-  destination: string;
   /** The Nest pattern the handler is registered under. */
   pattern: string;
   /** The headers that carry the producer's context, and how to read them. */
@@ -101,7 +142,7 @@ export function getConsumerState(ctx: Context = context.active()): ConsumerState
 }
 
 /**
- * Starts the CONSUMER span `process {destination}` for one message. Bad or missing headers give a
+ * Starts the CONSUMER span `process {destination}` (see {@link messagingSpanName}) for one message. Bad or missing headers give a
  * fresh root trace: extraction starts from ROOT_CONTEXT, so nothing of the current context leaks in.
  * Returns the span and the context the handler pipeline must run in.
  */
@@ -127,12 +168,12 @@ export function startConsumerSpan<C>(
   attributes[ATTR_MESSAGING_SYSTEM] = message.system;
   attributes[ATTR_MESSAGING_OPERATION_NAME] = 'process';
   attributes[ATTR_MESSAGING_OPERATION_TYPE] = 'process';
-  attributes[ATTR_MESSAGING_DESTINATION_NAME] = message.destination;
+  addDestination(attributes, message);
   attributes[ATTR_NESTJS_PATTERN] = message.pattern;
   attributes[ATTR_NESTJS_HANDLER_TYPE] = isEvent ? 'event' : 'message';
   addAttributes(attributes, message.attributes);
   const span = getOtelNestTracer().startSpan(
-    `process ${message.destination}`,
+    messagingSpanName('process', message),
     { kind: SpanKind.CONSUMER, links, attributes },
     parent,
   );
@@ -176,9 +217,8 @@ export function rpcErrorType(error: unknown): string {
 }
 
 /** What a transport knows about an outgoing message. */
-export interface OutgoingMessageDescription {
+export interface OutgoingMessageDescription extends MessageDestination {
   system: string;
-  destination: string;
   pattern: string;
   /** `message` for `send()` (request-reply), `event` for `emit()`. */
   isEvent: boolean;
@@ -195,11 +235,11 @@ export function startProducerSpan(message: OutgoingMessageDescription): { span: 
   attributes[ATTR_MESSAGING_SYSTEM] = message.system;
   attributes[ATTR_MESSAGING_OPERATION_NAME] = 'send';
   attributes[ATTR_MESSAGING_OPERATION_TYPE] = 'send';
-  attributes[ATTR_MESSAGING_DESTINATION_NAME] = message.destination;
+  addDestination(attributes, message);
   attributes[ATTR_NESTJS_PATTERN] = message.pattern;
   attributes[ATTR_NESTJS_HANDLER_TYPE] = message.isEvent ? 'event' : 'message';
   addAttributes(attributes, message.attributes);
-  const span = getOtelNestTracer().startSpan(`send ${message.destination}`, { kind: SpanKind.PRODUCER, attributes }, active);
+  const span = getOtelNestTracer().startSpan(messagingSpanName('send', message), { kind: SpanKind.PRODUCER, attributes }, active);
   return { span, ctx: trace.setSpan(active, span) };
 }
 
@@ -223,7 +263,7 @@ export function producerSpanEnder(span: Span): (error?: unknown, errorType?: str
         span.setStatus({ code: SpanStatusCode.ERROR });
       }
     } catch (err) {
-      diag.error('otel-nest: could not complete a PRODUCER span.', err);
+      diag.error(producerSpanNotCompleted(), err);
     } finally {
       span.end();
     }
