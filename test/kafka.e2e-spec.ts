@@ -45,6 +45,7 @@ const T = {
   slow: 'orders.slow',
   viewed: 'orders.viewed',
   audited: 'orders.audited',
+  deleted: 'orders.deleted',
   retry: 'orders.retry',
   bad: 'wire.bad-headers',
   interopIn: 'interop.in',
@@ -62,6 +63,7 @@ const TOPICS = [
   `${T.slow}.reply`,
   T.viewed,
   T.audited,
+  T.deleted,
   T.retry,
   T.bad,
   T.interopIn,
@@ -163,6 +165,11 @@ class AuditController {
   @EventPattern<string>(T.audited, { otelConsume: 'parent' })
   audited(@Payload() data: unknown, @Baggage('tenant.id') tenant?: string): void {
     sawEvent(T.audited, { data, tenant, traceId: this.traces.getTraceId(), spanId: this.traces.getSpanId() });
+  }
+
+  @EventPattern<string>(T.deleted)
+  deleted(@Payload() data: unknown, @Ctx() ctx: KafkaContext): void {
+    sawEvent(T.deleted, { data, offset: ctx.getMessage().offset });
   }
 }
 
@@ -530,6 +537,22 @@ describe('Kafka: OtelServerKafka and OtelClientKafka on a real Kafka-protocol br
       // Only the propagator's header was replaced, in a copy: the application's object is as it was.
       expect(userHeaders).toEqual(before);
     });
+  });
+
+  it('a tombstone (null value): messaging.kafka.message.tombstone on the PRODUCER and CONSUMER spans, and on no other record', async () => {
+    await lastValueFrom(orders.emit(T.deleted, { key: 'o-9', value: null }));
+    await lastValueFrom(orders.emit(T.deleted, { key: 'o-8', value: { id: 'o-8' } }));
+    const spans = await spanRecorder.waitForSpans((all) => findSpans(all, { name: `process ${T.deleted}` }).length >= 2);
+    const byKey = (kind: SpanKind, key: string) => getSpan(spans, { kind, attributes: { 'messaging.kafka.message.key': key } });
+    for (const kind of [SpanKind.PRODUCER, SpanKind.CONSUMER]) {
+      expectSpan(byKey(kind, 'o-9'), spans).toHaveAttributes({ 'messaging.kafka.message.tombstone': true });
+      expectSpan(byKey(kind, 'o-8'), spans).toNotHaveAttribute('messaging.kafka.message.tombstone');
+    }
+    expectSpan(byKey(SpanKind.CONSUMER, 'o-9'), spans).toLinkTo(byKey(SpanKind.PRODUCER, 'o-9'));
+    // Both reach the handler as Nest hands them over (a tombstone as the record, its value null).
+    const [tombstone, record] = seenEvents.get(T.deleted) ?? [];
+    expect((tombstone?.data as { value?: unknown } | undefined)?.value).toBeNull();
+    expect(record?.data).toEqual({ id: 'o-8' });
   });
 
   it('emitBatch: one PRODUCER span for the batch, every record carries its context', async () => {
