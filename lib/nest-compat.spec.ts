@@ -1,11 +1,11 @@
 import 'reflect-metadata';
-import { ClientKafka, ClientNats, ClientRMQ, Server } from '@nestjs/microservices';
+import { ClientKafka, ClientNats, ClientRMQ, Server, ServerRMQ } from '@nestjs/microservices';
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { closeFailsPendingRequests, existingRequestHook, natsDriverNames, nestLoadsNatsIoTransport } from './nest-compat.js';
+import { closeFailsPendingRequests, existingRequestHook, natsDriverNames, nestLoadsNatsIoTransport, rmqQueue, rmqReplyQueue } from './nest-compat.js';
 import { loadedNatsDriver, loadNatsDriver } from './transports/nats/nats.carrier.js';
 
 // Runs against Nest 12 (`npm test`) and Nest 11 (`npm run test:nest11`): each answer is checked
@@ -35,6 +35,17 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     // release that gains it, or a Nest 12 that drops it, shows up here.
     const proto = Server.prototype as unknown as Record<string, unknown>;
     expect(typeof proto['runWithProcessingHooks']).toBe(NEST_MAJOR >= 12 ? 'function' : 'undefined');
+  });
+
+  it("reads the RabbitMQ queues Nest derives from the options (Nest has no getter), its defaults included", () => {
+    // If Nest renames the fields, this fails on the version that did it.
+    expect(rmqQueue(new ServerRMQ({ queue: 'orders' }))).toBe('orders');
+    expect(rmqQueue(new ClientRMQ({ queue: 'orders' }))).toBe('orders');
+    const defaultQueue = NEST_MAJOR >= 12 ? '' : 'default';
+    expect(rmqQueue(new ServerRMQ({}))).toBe(defaultQueue);
+    expect(rmqQueue(new ClientRMQ({}))).toBe(defaultQueue);
+    expect(rmqReplyQueue(new ClientRMQ({ queue: 'orders' }))).toBe('amq.rabbitmq.reply-to');
+    expect(rmqReplyQueue(new ClientRMQ({ queue: 'orders', replyQueue: 'replies' }))).toBe('replies');
   });
 
   it.each([

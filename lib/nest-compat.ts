@@ -49,3 +49,24 @@ export function existingRequestHook(adapter: object): AdapterRequestHook | undef
   const hook = (adapter as { onRequestHook?: unknown }).onRequestHook;
   return typeof hook === 'function' ? (hook as AdapterRequestHook) : undefined;
 }
+
+/**
+ * The queue Nest's RabbitMQ client or server uses: the `queue` option, or Nest's default when none
+ * is given (`'default'` on Nest 11, `''`, a server-named queue, on Nest 12). No public getter;
+ * Nest keeps it in the protected field `queue` of `ClientRMQ` and `ServerRMQ` (verified on 11.1.4,
+ * 11.2.x and 12.x; lib/nest-compat.spec.ts fails if it moves). `''` when absent.
+ */
+export function rmqQueue(transport: object): string {
+  const queue = (transport as { queue?: unknown }).queue;
+  return typeof queue === 'string' ? queue : '';
+}
+
+/**
+ * Where Nest's RabbitMQ client expects replies: the `replyQueue` option, else direct reply-to.
+ * Kept by Nest in the protected field `replyQueue` of `ClientRMQ` (same versions as above).
+ * `undefined` when absent.
+ */
+export function rmqReplyQueue(client: object): string | undefined {
+  const queue = (client as { replyQueue?: unknown }).replyQueue;
+  return typeof queue === 'string' ? queue : undefined;
+}

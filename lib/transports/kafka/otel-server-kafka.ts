@@ -114,7 +114,7 @@ export class OtelServerKafka extends ServerKafka {
   override getHandlerByPattern(pattern: string): MessageHandler | null {
     // Nest's constructor can call this before this class's fields exist.
     return this.handlerCache
-      ? this.handlerCache.lookup(pattern, this.messageHandlers.size, () => super.getHandlerByPattern(pattern))
+      ? this.handlerCache.lookup(pattern, this.getHandlers().size, () => super.getHandlerByPattern(pattern))
       : super.getHandlerByPattern(pattern);
   }
 

@@ -47,8 +47,12 @@ export class OtelClientNats extends ClientNats {
   /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
   private readonly pendingRequests = pendingRequestsFor(this);
 
+  /** The options as given (Nest keeps its copy in a protected field). */
+  private readonly natsOptions: NatsClientOptions;
+
   constructor(options: NatsClientOptions = {}) {
     super(options);
+    this.natsOptions = options;
     noteTracedTransport(this, 'NATS client');
   }
 
@@ -143,15 +147,24 @@ export class OtelClientNats extends ClientNats {
     this.serializer = wrapper;
   }
 
+  /** The driver's connection, through Nest's public `unwrap()`; undefined until connected. */
+  private connection(): unknown {
+    try {
+      return this.unwrap();
+    } catch {
+      return undefined;
+    }
+  }
+
   private startProducer(pattern: unknown, isEvent: boolean): Producer | undefined {
     try {
       const destination = this.normalizePattern(pattern as Parameters<ClientNats['normalizePattern']>[0]);
       const { span, ctx } = startProducerSpan({
         system: NATS_MESSAGING_SYSTEM,
-        ...natsDestination(destination, undefined, this.options?.inboxPrefix),
+        ...natsDestination(destination, undefined, this.natsOptions?.inboxPrefix),
         pattern: destination,
         isEvent,
-        attributes: natsServerAttributes(this.options?.servers, connectedNatsServer(this.natsClient)),
+        attributes: natsServerAttributes(this.natsOptions?.servers, connectedNatsServer(this.connection())),
       });
       return { ctx: ctx.setValue(PRODUCER_SPAN, span), end: producerSpanEnder(span) };
     } catch (err) {

@@ -19,7 +19,7 @@ import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/m
 import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { DIRECT_REPLY_TO, publishDestination, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
-import { closeFailsPendingRequests } from '../../nest-compat.js';
+import { closeFailsPendingRequests, rmqQueue, rmqReplyQueue } from '../../nest-compat.js';
 import { diagLimited } from '../../utils/diag-limited.js';
 import { producerSpanStartFailed, rmqConnectionNotWatched } from '../../otel.messages.js';
 import {
@@ -74,8 +74,12 @@ export class OtelClientRMQ extends ClientRMQ {
   /** Requests in flight: ended by a dropped connection (see registerDisconnectListener), and by close() on Nest 11. */
   private readonly pendingRequests = new PendingRequests();
 
+  /** The options as given (Nest keeps its copy, and the queues it derives, in protected fields). */
+  private readonly rmqOptions: OtelClientRmqOptions;
+
   constructor(options: OtelClientRmqOptions) {
     super(options);
+    this.rmqOptions = options ?? {};
     noteTracedTransport(this, 'RabbitMQ client');
     this.connectionAttributes = serverAttributes(options?.urls);
   }
@@ -109,7 +113,7 @@ export class OtelClientRMQ extends ClientRMQ {
    */
   override registerDisconnectListener(client: Parameters<ClientRMQ['registerDisconnectListener']>[0]): void {
     super.registerDisconnectListener(client);
-    if (this.replyQueue !== DIRECT_REPLY_TO) {
+    if (rmqReplyQueue(this) !== DIRECT_REPLY_TO) {
       return;
     }
     try {
@@ -223,12 +227,13 @@ export class OtelClientRMQ extends ClientRMQ {
 
   /** Where Nest's ClientRMQ publishes: the exchange in wildcard and fanout modes, else the queue. */
   private route(pattern: string): { exchange: string; routingKey: string } {
-    const options = this.options ?? {};
+    const options = this.rmqOptions;
+    const queue = rmqQueue(this);
     if (options.wildcards || options.exchangeType === 'fanout') {
-      const exchange = 'exchange' in options ? options.exchange : this.queue;
+      const exchange = 'exchange' in options ? options.exchange : queue;
       return { exchange: exchange ?? '', routingKey: pattern };
     }
-    return { exchange: '', routingKey: this.queue };
+    return { exchange: '', routingKey: queue };
   }
 }
 

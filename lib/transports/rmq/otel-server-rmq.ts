@@ -18,6 +18,7 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { rmqQueue } from '../../nest-compat.js';
 import { consumeDestination, isTopicWildcard, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderGetter, rmqHeaderSetter, type RmqHeaders } from './rmq.carrier.js';
 import { replyContextNotAdded, replyContextNotKept } from '../../otel.messages.js';
@@ -104,13 +105,19 @@ export class OtelServerRMQ extends ServerRMQ {
 
   /** Nest's lookup (wildcards included), cached per pattern: Nest and the tracer each look up every message's handler. */
   override getHandlerByPattern(pattern: string): MessageHandler | null {
-    // Nest (11 and 12) fills its protected `wildcardHandlers` from the registered handlers when it
-    // starts listening with `wildcards: true`; it is undefined while Nest's constructor runs.
-    const version = this.messageHandlers.size * 65_536 + (this.wildcardHandlers?.size ?? 0);
     // Nest's constructor can call this before this class's fields exist.
     return this.handlerCache
-      ? this.handlerCache.lookup(pattern, version, () => super.getHandlerByPattern(pattern))
+      ? this.handlerCache.lookup(pattern, this.getHandlers().size, () => super.getHandlerByPattern(pattern))
       : super.getHandlerByPattern(pattern);
+  }
+
+  /**
+   * With `wildcards: true`, Nest collects the wildcard handlers while it sets up the channel, before
+   * it consumes: lookups made earlier (none are, unless something asks before listen) are dropped.
+   */
+  override setupChannel(...args: Parameters<ServerRMQ['setupChannel']>): ReturnType<ServerRMQ['setupChannel']> {
+    this.handlerCache?.clear();
+    return super.setupChannel(...args);
   }
 
   override addHandler(...args: Parameters<ServerRMQ['addHandler']>): void {
@@ -239,7 +246,7 @@ export class OtelServerRMQ extends ServerRMQ {
       attributes[ATTR_MESSAGING_MESSAGE_BODY_SIZE] = message.content.length;
     }
     const pattern = ctx.getPattern();
-    const queue = typeof this.queue === 'string' ? this.queue : '';
+    const queue = rmqQueue(this);
     const flags = queueFlags(queue, this.rmqOptions.queueOptions?.exclusive);
     // The binding key the routing key matched, when it is a wildcard: the low-cardinality form.
     const binding = exchange ? this.wildcardBinding(pattern, routingKey) : undefined;
