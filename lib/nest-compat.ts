@@ -8,6 +8,13 @@ import { Server } from '@nestjs/microservices';
  *
  * Where the two majors differ in when they call a hook, the transports do not ask: they are written
  * so that either order gives the same spans (see `ConsumerTracer#publishReply`).
+ *
+ * Not counted as internals: the members Nest's `Server` and `ClientProxy` declare for transports
+ * built on them (custom transporters extend these classes): `serializer`, `initializeSerializer`,
+ * `normalizePattern`, `getHandlerByPattern`, `getHandlers`, `handleEvent`, `send`, `unwrap`,
+ * and the transports' own overridable methods (`handleMessage`, `sendMessage`, `setupChannel`,
+ * `registerDisconnectListener`). The traced transports override those with the signatures of
+ * Nest 11 and 12's typings, so a change fails to compile.
  */
 
 /**
