@@ -681,3 +681,32 @@ export function exceptionLogsUnavailable(value: string, keepsEvents: boolean): s
   const events = keepsEvents ? 'still records them as span events' : 'records no exception events on spans';
   return `${MESSAGE_PREFIX} OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=${value} asks for exceptions as log records, which otel-nest does not emit (it has no logs SDK); it ${events}. Failed spans keep status ERROR and error.type either way; log the error with your logger to get a log record.`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Runtime problems of the interceptor, the saga entry (otel-nest/saga) and the trace viewer
+// (otel-nest/devtools): logged through `diag`; the work goes on
+// ---------------------------------------------------------------------------------------------
+
+export function handlerNotNamed(): string {
+  return `${MESSAGE_PREFIX} could not name the handler on its span.`;
+}
+
+export function sagaSpanNotStarted(name: string): string {
+  return `${MESSAGE_PREFIX} could not start span "${name}"; the work runs untraced.`;
+}
+
+export function sagaBaggageNotSet(): string {
+  return `${MESSAGE_PREFIX} could not set saga baggage; remote spans will not carry it.`;
+}
+
+export function retryIfThrew(): string {
+  return `${MESSAGE_PREFIX} a retryIf function threw; the failed attempt is not retried.`;
+}
+
+export function retryBackoffThrew(): string {
+  return `${MESSAGE_PREFIX} a retry backoff function threw; the retry waits delayMs.`;
+}
+
+export function viewerRequestFailed(): string {
+  return `${MESSAGE_PREFIX} trace viewer: a request failed.`;
+}

@@ -6,6 +6,7 @@ import { diag } from '@opentelemetry/api';
 import { decodeOtlpTraceRequest, OtlpDecodeError } from './otlp-json.decoder.js';
 import { TraceStore, DEFAULT_MAX_SPANS_PER_TRACE, DEFAULT_MAX_TRACES } from './trace.store.js';
 import { viewerPage } from './viewer.page.js';
+import { viewerRequestFailed } from '../otel.messages.js';
 
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
@@ -283,7 +284,7 @@ export async function startTraceViewer(options: TraceViewerOptions = {}): Promis
       // Nothing a client sends may stop the viewer: every failure becomes an answer.
       const statusCode = error instanceof HttpError ? error.statusCode : 500;
       if (statusCode === 500) {
-        diag.error('otel-nest trace viewer: request failed', error);
+        diag.error(viewerRequestFailed(), error);
       }
       if (response.headersSent) {
         response.destroy();

@@ -3,6 +3,7 @@ import { tap, type Observable } from 'rxjs';
 import { getHttpRequestState, setHandler } from '../http/http-server.instrumentation.js';
 import { getConsumerState, setConsumerHandler } from '../transports/shared/messaging-tracing.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { handlerNotNamed } from '../otel.messages.js';
 
 /**
  * Global interceptor: names the controller method on the span of the HTTP request or message
@@ -28,7 +29,7 @@ export class OtelTracingInterceptor implements NestInterceptor {
         setConsumerHandler(state as NonNullable<ReturnType<typeof getConsumerState>>, controller, handler);
       }
     } catch (err) {
-      diagLimited('error', 'otel-nest: could not name the handler on its span.', err);
+      diagLimited('error', handlerNotNamed(), err);
     }
     return next.handle().pipe(
       tap({

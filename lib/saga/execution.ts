@@ -16,6 +16,7 @@ import { errorTypeOf } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import type { ExecutionPolicy, RetryPolicy, StepReturn } from './saga.interfaces.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { retryBackoffThrew, retryIfThrew, sagaBaggageNotSet, sagaSpanNotStarted } from '../otel.messages.js';
 
 /**
  * Starts a span of ours. A tracer that throws must not stop the saga: the work then runs under a
@@ -25,7 +26,7 @@ export function startSpan(name: string, options: SpanOptions, parent: Context): 
   try {
     return getOtelNestTracer().startSpan(name, options, parent);
   } catch (error) {
-    diagLimited('warn', `otel-nest: could not start span "${name}"; the work runs untraced`, error);
+    diagLimited('warn', sagaSpanNotStarted(name), error);
     return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
   }
 }
@@ -39,7 +40,7 @@ export function withBaggageEntries(parent: Context, entries: Record<string, stri
     }
     return propagation.setBaggage(parent, baggage);
   } catch (error) {
-    diagLimited('warn', 'otel-nest: could not set saga baggage; remote spans will not carry it', error);
+    diagLimited('warn', sagaBaggageNotSet(), error);
     return parent;
   }
 }
@@ -231,7 +232,7 @@ function shouldRetry(retry: RetryPolicy | undefined, error: unknown): boolean {
   try {
     return retry.retryIf(error) === true;
   } catch (hookError) {
-    diagLimited('warn', 'otel-nest: a retryIf function threw; the failed attempt is not retried', hookError);
+    diagLimited('warn', retryIfThrew(), hookError);
     return false;
   }
 }
@@ -247,7 +248,7 @@ export function retryDelay(policy: RetryPolicy | undefined, retry: number, error
     try {
       wait = policy.backoff(retry, error);
     } catch (hookError) {
-      diagLimited('warn', 'otel-nest: a retry backoff function threw; the retry waits delayMs', hookError);
+      diagLimited('warn', retryBackoffThrew(), hookError);
       wait = base;
     }
   } else if (policy.backoff === 'exponential') {
