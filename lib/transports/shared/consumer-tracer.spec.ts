@@ -1,10 +1,11 @@
-import { diag, DiagLogLevel, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { lastValueFrom, of, Subject, throwError } from 'rxjs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestingSdk, type TestingSdk } from '../../testing/testing-sdk.js';
 import { ConsumerTracer, type ProcessingEndHook, type ProcessingStartHook } from './consumer-tracer.js';
 import { getConsumerState, type IncomingMessageDescription } from './messaging-tracing.js';
+import { recordDiagErrors } from '../../../test/support/diag-errors.js';
 
 const PRODUCER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PRODUCER_SPAN = '00f067aa0ba902b7';
@@ -35,24 +36,15 @@ function newTracer(describe: (ctx: FakeCtx) => IncomingMessageDescription<any> |
 
 const TRANSPORT = Symbol('transport');
 
-/** Every `diag` error: the SDK reports a second `end()` on a span there. */
-const diagErrors: string[] = [];
 
 describe('ConsumerTracer', () => {
+  const diagErrors = recordDiagErrors();
   let sdk: TestingSdk;
 
   beforeAll(() => {
     sdk = startTestingSdk();
   });
-  beforeEach(() => {
-    diagErrors.length = 0;
-    diag.setLogger(
-      { error: (msg: string) => diagErrors.push(msg), warn: () => {}, info: () => {}, debug: () => {}, verbose: () => {} },
-      DiagLogLevel.ERROR,
-    );
-  });
   afterEach(() => {
-    diag.disable();
     sdk.reset();
   });
   afterAll(() => sdk.shutdown());

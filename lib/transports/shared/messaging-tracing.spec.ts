@@ -1,8 +1,6 @@
 import {
   context,
   defaultTextMapGetter,
-  diag,
-  DiagLogLevel,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
@@ -11,7 +9,7 @@ import {
   type Context,
   type TextMapGetter,
 } from '@opentelemetry/api';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestingSdk, type TestingSdk } from '../../testing/testing-sdk.js';
 import { EXCEPTION_SIGNAL_OPT_IN } from '../../utils/exception-signal.js';
 import {
@@ -26,6 +24,7 @@ import {
   type ConsumePolicy,
   type IncomingMessageDescription,
 } from './messaging-tracing.js';
+import { recordDiagErrors } from '../../../test/support/diag-errors.js';
 
 const PRODUCER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PRODUCER_SPAN = '00f067aa0ba902b7';
@@ -44,30 +43,15 @@ function message(headers: Headers): IncomingMessageDescription<Headers> {
   };
 }
 
-/** Every `diag` error, so that a second `end()` on a span (the SDK reports it there) fails a test. */
-const diagErrors: string[] = [];
 
 describe('messaging tracing', () => {
+  const diagErrors = recordDiagErrors();
   let sdk: TestingSdk;
 
   beforeAll(() => {
     sdk = startTestingSdk();
   });
-  beforeEach(() => {
-    diagErrors.length = 0;
-    diag.setLogger(
-      {
-        error: (msg: string) => diagErrors.push(msg),
-        warn: () => {},
-        info: () => {},
-        debug: () => {},
-        verbose: () => {},
-      },
-      DiagLogLevel.ERROR,
-    );
-  });
   afterEach(() => {
-    diag.disable();
     sdk.reset();
   });
   afterAll(() => sdk.shutdown());

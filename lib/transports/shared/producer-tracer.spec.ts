@@ -1,4 +1,4 @@
-import { context, diag, DiagLogLevel, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { defer, Observable, of, ReplaySubject, Subject, throwError, timer, lastValueFrom, toArray, map } from 'rxjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -12,11 +12,11 @@ import {
   traceRequestReply,
   type ProducerHandle,
 } from './producer-tracer.js';
+import { recordDiagErrors } from '../../../test/support/diag-errors.js';
 
-/** Every `diag` error: the SDK reports a second `end()` on a span there. */
-const diagErrors: string[] = [];
 
 describe('producer tracer', () => {
+  const diagErrors = recordDiagErrors();
   let sdk: TestingSdk;
   let caller: Span;
 
@@ -24,15 +24,9 @@ describe('producer tracer', () => {
     sdk = startTestingSdk();
   });
   beforeEach(() => {
-    diagErrors.length = 0;
-    diag.setLogger(
-      { error: (msg: string) => diagErrors.push(msg), warn: () => {}, info: () => {}, debug: () => {}, verbose: () => {} },
-      DiagLogLevel.ERROR,
-    );
     caller = trace.getTracer('caller').startSpan('caller');
   });
   afterEach(() => {
-    diag.disable();
     sdk.reset();
   });
   afterAll(() => sdk.shutdown());
