@@ -59,7 +59,7 @@ export function existingRequestHook(adapter: object): AdapterRequestHook | undef
 
 /**
  * The queue Nest's RabbitMQ client or server uses: the `queue` option, or Nest's default when none
- * is given (`'default'` on Nest 11, `''`, a server-named queue, on Nest 12). No public getter;
+ * is given (`''`, a queue the broker names, on 11.1.4 as on 12). No public getter;
  * Nest keeps it in the protected field `queue` of `ClientRMQ` and `ServerRMQ` (verified on 11.1.4,
  * 11.2.x and 12.x; lib/nest-compat.spec.ts fails if it moves). `''` when absent.
  */

@@ -77,6 +77,7 @@ const FILES = [
   'test/nats.e2e-spec.ts',
   'test/rmq.e2e-spec.ts',
   'test/kafka.e2e-spec.ts',
+  'test/messaging-conventions.e2e-spec.ts',
   'test/broker-faults.e2e-spec.ts',
   'test/cross-transport.e2e-spec.ts',
   'test/otel-module.e2e-spec.ts',
