@@ -15,14 +15,16 @@
 // a slow result is a result, not a failure.
 import { cpus, loadavg, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ALL_HTTP_CONFIGS, HTTP_CONFIGS, MSG_CONFIGS, PG_CONFIGS } from './lib/configs.mjs';
-import { startChild } from './lib/ipc.mjs';
+import { startChild, startChildren } from './lib/ipc.mjs';
 import { startKafkaBroker } from './lib/kafka.mjs';
 import { PG_URL, preparePg } from './lib/pg-setup.mjs';
+import { snapshotLibrary } from './lib/snapshot.mjs';
 import { projectNode, resolveNode } from './lib/runtime.mjs';
 import { median, sum } from './lib/stats.mjs';
 import { renderMarkdown } from './lib/report.mjs';
@@ -103,8 +105,15 @@ try {
   console.error(err.message);
   process.exit(2);
 }
-/** How every process under test is started: the chosen Node, --expose-gc, the experiment's flags. */
-const underTest = (execArgv = []) => ({ execPath: runtime.execPath, execArgv: ['--expose-gc', ...opts.nodeFlags, ...execArgv] });
+/**
+ * How every process under test is started: the chosen Node, --expose-gc, the experiment's flags,
+ * and the hook that loads the library from this run's copy of dist/ (lib/snapshot.mjs).
+ */
+const snapshotHook = join(here, 'lib', 'snapshot-hook.mjs');
+const underTest = (execArgv = []) => ({
+  execPath: runtime.execPath,
+  execArgv: ['--expose-gc', ...opts.nodeFlags, '--import', snapshotHook, ...execArgv],
+});
 const selected = args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(SCENARIOS);
 for (const id of selected) {
   if (!SCENARIOS[id]) {
@@ -178,8 +187,8 @@ async function runHttp(scenario, shared) {
   const routeEnv = pg ? { BENCH_ROUTE: 'pg', BENCH_PG_URL: PG_URL } : {};
   if (pg) await preparePg();
   log(`${scenario.id}: starting ${configs.length} app processes`);
-  const apps = await Promise.all(
-    configs.map((c) =>
+  const apps = await startChildren(
+    configs.map((c) => () =>
       startChild(join(here, 'apps/http-app.mjs'), {
         name: `${scenario.id}/${c.id}`,
         env: {
@@ -287,15 +296,6 @@ async function runMsg(scenario, shared) {
   const { transport, mode } = scenario;
   const extraEnv = {};
   if (transport === 'kafka') {
-    let lib;
-    try {
-      lib = await import('otel-nest');
-    } catch (err) {
-      return { kind: 'msg', skipped: `otel-nest could not be loaded: ${err.message}` };
-    }
-    if (!lib.OtelServerKafka || !lib.OtelClientKafka) {
-      return { kind: 'msg', skipped: 'not measured: otel-nest does not export OtelServerKafka/OtelClientKafka yet (lib/index.ts).' };
-    }
     shared.kafka ??= await startKafkaBroker();
     extraEnv.BENCH_KAFKA_BROKERS = shared.kafka.brokers.join(',');
   }
@@ -311,27 +311,29 @@ async function runMsg(scenario, shared) {
       BENCH_OTLP_URL: shared.receiver.info.url,
     });
     // Servers first (their queues and subscriptions exist before a client sends), in parallel.
-    await Promise.all(
-      pairs.map(async (pair) => {
-        pair.server = await startChild(join(here, 'apps/msg-server.mjs'), {
+    const servers = await startChildren(
+      pairs.map((pair) => () =>
+        startChild(join(here, 'apps/msg-server.mjs'), {
           name: `${scenario.id}/${pair.config.id}/server`,
           env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-server` },
           ...underTest(),
           onMessage: (m) => {
             if (m?.type === 'progress') pair.client?.send({ type: 'consumed', consumed: m.consumed });
           },
-        });
-      }),
+        }),
+      ),
     );
-    await Promise.all(
-      pairs.map(async (pair) => {
-        pair.client = await startChild(join(here, 'apps/msg-client.mjs'), {
+    servers.forEach((server, i) => (pairs[i].server = server));
+    const clients = await startChildren(
+      pairs.map((pair) => () =>
+        startChild(join(here, 'apps/msg-client.mjs'), {
           name: `${scenario.id}/${pair.config.id}/client`,
           env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-client` },
           ...underTest(),
-        });
-      }),
+        }),
+      ),
     );
+    clients.forEach((client, i) => (pairs[i].client = client));
     const segment = async (pair, seconds) => {
       const before = await pair.server.request('mark');
       let load;
@@ -425,8 +427,8 @@ async function runOutage(scenario, shared) {
   const B = HTTP_CONFIGS.find((c) => c.id === 'B');
   let apps = [];
   try {
-    apps = await Promise.all(
-      configs.map((c) =>
+    apps = await startChildren(
+      configs.map((c) => () =>
         startChild(join(here, 'apps/http-app.mjs'), {
           name: `${scenario.id}/${c.id}`,
           env: { ...B.env, BENCH_FRAMEWORK: scenario.framework, BENCH_SERVICE: `${runId}-${c.id}`, BENCH_OTLP_URL: c.url },
@@ -509,7 +511,11 @@ log(`node ${machine.node}, ${machine.cores} cores, load average ${machine.loadAv
 const shared = {};
 const results = {};
 let failed = 0;
+let snapshot;
 try {
+  snapshot = snapshotLibrary();
+  process.env.BENCH_LIB_SNAPSHOT = snapshot.dir;
+  shared.library = libraryState();
   shared.receiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'receiver', execPath: projectNode() });
   shared.loader = await startChild(join(here, 'lib/loader.mjs'), { name: 'loader', execPath: projectNode() });
   for (const id of selected) {
@@ -532,14 +538,26 @@ try {
   await shared.loader?.stop();
   await shared.receiver?.stop();
   await shared.kafka?.stop();
+  snapshot?.remove();
 }
 
 machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
+/** Which library was measured: the commit, and whether lib/ had uncommitted changes (others edit it). */
+function libraryState() {
+  const git = (...a) => execFileSync('git', a, { cwd: join(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const dirty = git('status', '--porcelain', '--', 'lib').split('\n').filter(Boolean).length;
+    return { commit: git('rev-parse', '--short', 'HEAD'), libFilesChanged: dirty };
+  } catch {
+    return undefined;
+  }
+}
 const report = {
   node: runtime.version,
   date: new Date().toISOString(),
   machine,
   options: opts,
+  library: shared.library,
   wallSeconds: Math.round((Date.now() - started) / 1000),
   scenarios: results,
 };

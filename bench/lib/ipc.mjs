@@ -96,6 +96,20 @@ export async function startChild(file, { name, env = {}, execArgv = [], execPath
   };
 }
 
+/**
+ * Starts several children in parallel; when one cannot start, the others are stopped (once
+ * started) before the error is thrown, so that no child outlives the run.
+ */
+export async function startChildren(starts) {
+  const settled = await Promise.allSettled(starts.map((start) => start()));
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.filter((r) => r.status === 'fulfilled').map((r) => r.value.stop()));
+    throw failed.reason;
+  }
+  return settled.map((r) => r.value);
+}
+
 /** Child side: answers `{ id, cmd, args }` with `handlers[cmd](args)`; exits when the parent goes away. */
 export function serve(handlers) {
   process.on('message', async (msg) => {

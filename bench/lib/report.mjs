@@ -115,6 +115,7 @@ export function renderMarkdown(report) {
     `## otel-nest benchmark (${o.quick ? 'quick' : 'full'} run), Node ${report.node}`,
     '',
     `${report.date.slice(0, 16).replace('T', ' ')} UTC · ${m.cores} cores (${m.cpu}) · processes under test on Node ${m.node}${m.nodeFlags.length ? ` with ${m.nodeFlags.join(' ')}` : ''} · load average ${m.loadAverageAtStart.join(' ')} at start, ${m.loadAverageAtEnd.join(' ')} at end · ${report.wallSeconds} s`,
+    ...(report.library ? [`Library measured: dist/ built from ${report.library.commit}${report.library.libFilesChanged ? ` with ${report.library.libFilesChanged} uncommitted file(s) in lib/` : ''}.`] : []),
     `Rounds: ${o.rounds} interleaved, ${o.seconds} s per HTTP segment, ${o.msgSeconds} s per messaging segment, ${o.warmup} s warm-up (excluded); ${o.connections} HTTP connections, ${o.concurrency} requests in flight for request-reply.`,
     'CPU is process.cpuUsage() of the app process(es) per request handled; ratios are medians of per-round ratios to the untraced configuration of this run.',
     '',
