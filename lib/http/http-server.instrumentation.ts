@@ -8,6 +8,7 @@ import {
   type Span,
 } from '@opentelemetry/api';
 import { getRPCMetadata, isTracingSuppressed, RPCType, type RPCMetadata } from '@opentelemetry/core';
+import { isWrapped } from '@opentelemetry/instrumentation';
 import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -93,8 +94,8 @@ function httpRpcMetadata(ctx: Context): RPCMetadata | undefined {
 /** True when instrumentation-http (or another wrapper that marks itself the same way) traces incoming requests. */
 export function httpServerIsInstrumented(): boolean {
   try {
-    const http = process.getBuiltinModule('node:http') as { Server: { prototype: { emit: { __wrapped?: boolean } } } };
-    return http.Server.prototype.emit.__wrapped === true;
+    // `isWrapped` is @opentelemetry/instrumentation's own test for its wrappers.
+    return isWrapped(process.getBuiltinModule('node:http').Server.prototype.emit);
   } catch {
     return false;
   }
