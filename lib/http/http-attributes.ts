@@ -31,6 +31,11 @@ const SENSITIVE_QUERY_KEYS = new Set([
 ]);
 
 /** `{ method, original }`: the semconv method (`_OTHER` for unknown ones) and the raw one if different. */
+/** `http.request.method` of a raw method: itself when it is a known method as sent (the common case, no allocation). */
+export function httpMethod(raw: string | undefined): string {
+  return raw !== undefined && KNOWN_METHODS.has(raw) ? raw : normalizeMethod(raw).method;
+}
+
 export function normalizeMethod(raw: string | undefined): { method: string; original?: string } {
   const upper = (raw ?? '').toUpperCase();
   if (KNOWN_METHODS.has(upper)) {
@@ -120,12 +125,12 @@ export function hasBody(req: IncomingMessage): boolean {
 }
 
 /** The attributes the conventions require at span start, for samplers: method, path, scheme. */
-export function samplingAttributes(req: IncomingMessage): Attributes {
+export function samplingAttributes(req: IncomingMessage, method: string = httpMethod(req.method)): Attributes {
   const rawUrl = req.url ?? '/';
   const queryAt = rawUrl.indexOf('?');
   const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
   return {
-    [ATTR_HTTP_REQUEST_METHOD]: normalizeMethod(req.method).method,
+    [ATTR_HTTP_REQUEST_METHOD]: method,
     [ATTR_URL_PATH]: (queryAt < 0 ? rawUrl : rawUrl.slice(0, queryAt)) || '/',
     [ATTR_URL_SCHEME]: encrypted ? 'https' : 'http',
   };
@@ -133,22 +138,23 @@ export function samplingAttributes(req: IncomingMessage): Attributes {
 
 /** The attributes of an HTTP SERVER span known when the request arrives. */
 export function requestAttributes(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
-  const { method, original } = normalizeMethod(req.method);
+  return Object.assign(samplingAttributes(req), requestDetailAttributes(req, captureHeaders));
+}
+
+/**
+ * The attributes of an HTTP SERVER span known when the request arrives, but for those
+ * {@link samplingAttributes} gave at start: only worth computing for a span that records.
+ */
+export function requestDetailAttributes(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
   const rawUrl = req.url ?? '/';
   const queryAt = rawUrl.indexOf('?');
-  const path = queryAt < 0 ? rawUrl : rawUrl.slice(0, queryAt);
   const query = queryAt < 0 ? '' : rawUrl.slice(queryAt + 1);
-  const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
   const host = parseHost(firstHeader(req.headers, 'host'));
   const peerAddress = req.socket?.remoteAddress;
 
-  const attributes: Attributes = {
-    [ATTR_HTTP_REQUEST_METHOD]: method,
-    [ATTR_URL_PATH]: path || '/',
-    [ATTR_URL_SCHEME]: encrypted ? 'https' : 'http',
-  };
-  if (original !== undefined) {
-    attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
+  const attributes: Attributes = {};
+  if (req.method === undefined || !KNOWN_METHODS.has(req.method)) {
+    attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = req.method ?? '';
   }
   if (query) {
     attributes[ATTR_URL_QUERY] = redactQuery(query);
@@ -177,12 +183,11 @@ export function requestAttributes(req: IncomingMessage, captureHeaders: readonly
   if (userAgent) {
     attributes[ATTR_USER_AGENT_ORIGINAL] = userAgent;
   }
-  return Object.assign(attributes, capturedRequestHeaders(req, captureHeaders));
+  return capturedRequestHeaders(req, captureHeaders, attributes);
 }
 
-/** `http.request.header.<name>` of the request headers asked for (lower-case names). */
-export function capturedRequestHeaders(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
-  const attributes: Attributes = {};
+/** `http.request.header.<name>` of the request headers asked for (lower-case names), added to `attributes`. */
+export function capturedRequestHeaders(req: IncomingMessage, captureHeaders: readonly string[], attributes: Attributes = {}): Attributes {
   for (const name of captureHeaders) {
     const value = req.headers[name];
     if (value !== undefined) {

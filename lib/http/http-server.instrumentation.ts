@@ -31,8 +31,8 @@ import {
   capturedRequestHeaders,
   hasBody,
   httpSpanName,
-  normalizeMethod,
-  requestAttributes,
+  httpMethod,
+  requestDetailAttributes,
   samplingAttributes,
 } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
@@ -218,11 +218,10 @@ export class HttpServerInstrumentation implements OnModuleInit {
 
   /** Starts (or adopts) the SERVER span; returns the context the request must run in. */
   private onRequest(req: IncomingMessage, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): Context | undefined {
-    const path = (req.url ?? '/').split('?', 1)[0]!;
-    if (this.isIgnored(path)) {
+    if (this.options.ignorePaths.length > 0 && this.isIgnored(req.url ?? '/')) {
       return undefined;
     }
-    const { method } = normalizeMethod(req.method);
+    const method = httpMethod(req.method);
     const active = context.active();
     if (isTracingSuppressed(active)) {
       // instrumentation-http's ignoreIncomingRequestHook said not to trace this request.
@@ -251,11 +250,11 @@ export class HttpServerInstrumentation implements OnModuleInit {
       // computing for a span that records.
       span = getOtelNestTracer().startSpan(
         httpSpanName(method),
-        { kind: SpanKind.SERVER, attributes: samplingAttributes(req) },
+        { kind: SpanKind.SERVER, attributes: samplingAttributes(req, method) },
         parent,
       );
       if (span.isRecording()) {
-        span.setAttributes(requestAttributes(req, this.options.requestHeaders));
+        span.setAttributes(requestDetailAttributes(req, this.options.requestHeaders));
       }
       ctx = trace.setSpan(parent, span);
     }
@@ -273,9 +272,10 @@ export class HttpServerInstrumentation implements OnModuleInit {
     if (enriching) {
       // instrumentation-http names and ends its span on 'close', from a listener added before
       // this one; 'finish' comes first. An aborted response has no 'finish': its owner ends it as is.
-      res.once('finish', () => this.onEnrichedFinish(state, req, res, fastifyReply));
+      // `on`, not `once`: each event comes once per response, and `once` allocates a wrapper per request.
+      res.on('finish', () => this.onEnrichedFinish(state, req, res, fastifyReply));
     } else {
-      res.once('close', () => this.onClose(state, req, res, fastifyReply));
+      res.on('close', () => this.onClose(state, req, res, fastifyReply));
     }
     return ctx;
   }
@@ -354,7 +354,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
     }
   }
 
-  private isIgnored(path: string): boolean {
+  private isIgnored(url: string): boolean {
+    const queryAt = url.indexOf('?');
+    const path = queryAt < 0 ? url : url.slice(0, queryAt);
     return this.options.ignorePaths.some(rule => (typeof rule === 'string' ? rule === path : rule.test(path)));
   }
 }

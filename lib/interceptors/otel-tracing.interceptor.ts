@@ -17,7 +17,8 @@ export class OtelTracingInterceptor implements NestInterceptor {
   intercept(executionContext: ExecutionContext, next: CallHandler): Observable<unknown> {
     const type = executionContext.getType();
     const state = type === 'http' ? getHttpRequestState() : type === 'rpc' ? getConsumerState() : undefined;
-    if (!state) {
+    // Nothing to name or record on a span that is not recorded (unsampled): no operator per request.
+    if (!state || !state.span.isRecording()) {
       return next.handle();
     }
     try {
