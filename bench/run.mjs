@@ -6,7 +6,7 @@
 //   node bench/run.mjs [--quick] [--only http-express,nats-rr,...] [--rounds 3] [--seconds 4]
 //                      [--warmup 3] [--msg-seconds 4] [--outage-seconds 30] [--connections 16]
 //                      [--concurrency 16] [--node PATH|22.15.0] [--node-flags "..."]
-//                      [--max-semi-space-size MB] [--list]
+//                      [--semi-space MB|auto] [--max-semi-space-size MB] [--list]
 //
 // The processes under test run on the project's Node (the `node` devDependency, Node 24) unless
 // --node names another; the load generator and the receiver always run on the project's Node.
@@ -57,6 +57,7 @@ const { values: args } = parseArgs({
     node: { type: 'string' },
     'node-flags': { type: 'string' },
     'max-semi-space-size': { type: 'string' },
+    'semi-space': { type: 'string' },
     list: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -68,7 +69,8 @@ if (args.help || args.list) {
   for (const c of ALL_HTTP_CONFIGS) console.log(`  ${c.id.padEnd(14)} ${c.label}`);
   console.log(`\nRealistic route (http-pg): ${PG_CONFIGS.map((c) => c.id).join(', ')}. Messaging: ${MSG_CONFIGS.map((c) => c.id).join(', ')}.`);
   console.log('\nOptions: --quick --only a,b --configs A,B,... --rounds N --seconds S --warmup S --msg-seconds S --outage-seconds S --connections N --concurrency N');
-  console.log('         --node PATH|X.Y.Z (Node of the processes under test) --node-flags "..." --max-semi-space-size MB (their V8 flags)');
+  console.log('         --node PATH|X.Y.Z (Node of the processes under test) --node-flags "..." (their flags)');
+  console.log('         --semi-space MB|auto (young generation pinned, default 16; auto: V8 sizes it) --max-semi-space-size MB (auto, capped)');
   process.exit(0);
 }
 
@@ -93,11 +95,26 @@ const opts = {
   connections: num(args.connections, 16),
   concurrency: num(args.concurrency, 16),
   httpConfigs: httpConfigIds,
-  nodeFlags: [
-    ...(args['node-flags'] ?? '').split(/\s+/).filter(Boolean),
-    ...(args['max-semi-space-size'] ? [`--max-semi-space-size=${Number(args['max-semi-space-size'])}`] : []),
-  ],
+  nodeFlags: [...youngGenerationFlags(), ...(args['node-flags'] ?? '').split(/\s+/).filter(Boolean)],
 };
+
+/**
+ * The young generation of every process under test is pinned (min = max semi-space, 16 MB by
+ * default), so that configurations are compared at equal GC settings: left to itself, V8 grows
+ * the new space of one process to 128 MB and leaves another's at 16 MB, which moves CPU per
+ * request by more than the context floor costs (measured, see README). `--semi-space auto` is
+ * V8's own sizing, as users run it (the RSS experiments); `--max-semi-space-size MB` caps it.
+ */
+function youngGenerationFlags() {
+  if (args['max-semi-space-size']) return [`--max-semi-space-size=${Number(args['max-semi-space-size'])}`];
+  const pin = args['semi-space'] ?? '16';
+  if (pin === 'auto') return [];
+  if (!(Number(pin) > 0)) {
+    console.error(`--semi-space ${pin}: give a size in MB or "auto".`);
+    process.exit(2);
+  }
+  return [`--min-semi-space-size=${Number(pin)}`, `--max-semi-space-size=${Number(pin)}`];
+}
 let runtime;
 try {
   runtime = resolveNode(args.node);
