@@ -28,3 +28,4 @@ export { SEND_CANCELLED } from './transports/shared/producer-tracer.js';
 export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';
+export * from './transports/grpc/index.js';

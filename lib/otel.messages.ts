@@ -683,6 +683,36 @@ export function exceptionLogsUnavailable(value: string, keepsEvents: boolean): s
 }
 
 // ---------------------------------------------------------------------------------------------
+// Runtime problems of the traced gRPC transport (lib/transports/grpc): logged through `diag`, and
+// the call goes on, untraced or without trace metadata
+// ---------------------------------------------------------------------------------------------
+
+export function grpcDriverMissing(): string {
+  return `${MESSAGE_PREFIX} @grpc/grpc-js could not be loaded; gRPC calls are not traced. Install @grpc/grpc-js (1.10 or later), which Nest's gRPC transport needs too.`;
+}
+
+export function grpcServerInterceptorsUnsupported(): string {
+  return `${MESSAGE_PREFIX} the installed @grpc/grpc-js has no server interceptors (added in 1.10); gRPC server calls are not traced. Upgrade @grpc/grpc-js to 1.10 or later.`;
+}
+
+export function grpcClientNotReady(): string {
+  return `${MESSAGE_PREFIX} a gRPC call started before @grpc/grpc-js was loaded for tracing; it goes out untraced. Calls made after the application has started are traced.`;
+}
+
+export function grpcSpanStartFailed(kind: 'CLIENT' | 'SERVER'): string {
+  return `${MESSAGE_PREFIX} could not start the gRPC ${kind} span; the call goes on untraced.`;
+}
+
+export function grpcSpanEndFailed(kind: 'CLIENT' | 'SERVER'): string {
+  return `${MESSAGE_PREFIX} could not end the gRPC ${kind} span.`;
+}
+
+export function grpcMetadataNotWritten(key: string): string {
+  return `${MESSAGE_PREFIX} could not write the gRPC metadata key "${key}"; the call goes on without it.`;
+}
+
+
+// ---------------------------------------------------------------------------------------------
 // Runtime problems of the interceptor, the saga entry (otel-nest/saga) and the trace viewer
 // (otel-nest/devtools): logged through `diag`; the work goes on
 // ---------------------------------------------------------------------------------------------

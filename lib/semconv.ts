@@ -70,3 +70,21 @@ export const ATTR_NESTJS_HANDLER_TYPE = 'nestjs.handler.type';
 /** The controller class and method that handled a request: `OrdersController.findOne`. */
 export const ATTR_NESTJS_CONTROLLER = 'nestjs.controller';
 export const ATTR_NESTJS_HANDLER = 'nestjs.handler';
+
+// RPC (semantic conventions v1.39+; incubating, so spelled out here). What the gRPC transport emits.
+export const ATTR_RPC_SYSTEM_NAME = 'rpc.system.name';
+/** The fully-qualified method, `package.Service/Method`; `_OTHER` for a method the server does not know. */
+export const ATTR_RPC_METHOD = 'rpc.method';
+/** The method as received, set only when `rpc.method` is `_OTHER`. */
+export const ATTR_RPC_METHOD_ORIGINAL = 'rpc.method_original';
+/** The gRPC status as its name: `OK`, `NOT_FOUND`, `DEADLINE_EXCEEDED`. */
+export const ATTR_RPC_STATUS_CODE = 'rpc.status_code';
+/** Per-message span events (opt-in): `rpc.message` with type `SENT` / `RECEIVED`, id and size. */
+export const RPC_MESSAGE_EVENT = 'rpc.message';
+export const ATTR_RPC_MESSAGE_TYPE = 'rpc.message.type';
+export const ATTR_RPC_MESSAGE_ID = 'rpc.message.id';
+export const ATTR_RPC_MESSAGE_UNCOMPRESSED_SIZE = 'rpc.message.uncompressed_size';
+// The pre-1.39 names @opentelemetry/instrumentation-grpc emits, added on request (`rpc/dup`).
+export const ATTR_RPC_SYSTEM = 'rpc.system';
+export const ATTR_RPC_SERVICE = 'rpc.service';
+export const ATTR_RPC_GRPC_STATUS_CODE = 'rpc.grpc.status_code';

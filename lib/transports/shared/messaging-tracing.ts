@@ -142,6 +142,15 @@ export function getConsumerState(ctx: Context = context.active()): ConsumerState
 }
 
 /**
+ * `ctx` with `state` as the request being processed, for a transport that starts and ends its
+ * spans itself (gRPC's SERVER spans): Nest's interceptor then names the handler on the span and
+ * keeps the handler's error in `state.error`, as for the messaging transports.
+ */
+export function withConsumerState(ctx: Context, state: ConsumerState): Context {
+  return ctx.setValue(CONSUMER_STATE, state);
+}
+
+/**
  * Starts the CONSUMER span `process {destination}` (see {@link messagingSpanName}) for one message. Bad or missing headers give a
  * fresh root trace: extraction starts from ROOT_CONTEXT, so nothing of the current context leaks in.
  * Returns the span and the context the handler pipeline must run in.
