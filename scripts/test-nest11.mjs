@@ -83,6 +83,8 @@ const FILES = [
   'test/otel-module.e2e-spec.ts',
   'test/saga.e2e-spec.ts',
   'test/two-phase-commit.e2e-spec.ts',
+  'test/grpc.e2e-spec.ts',
+  'test/grpc-interop.e2e-spec.ts',
 ];
 
 /** Copied into the work folder on every run (timestamps kept: the Kafka broker build compares them). */
