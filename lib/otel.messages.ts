@@ -711,7 +711,6 @@ export function grpcMetadataNotWritten(key: string): string {
   return `${MESSAGE_PREFIX} could not write the gRPC metadata key "${key}"; the call goes on without it.`;
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Runtime problems of the interceptor, the saga entry (otel-nest/saga) and the trace viewer
 // (otel-nest/devtools): logged through `diag`; the work goes on
