@@ -253,10 +253,17 @@ export class HttpServerInstrumentation implements OnModuleInit {
         { kind: SpanKind.SERVER, attributes: samplingAttributes(req, method) },
         parent,
       );
-      if (span.isRecording()) {
-        span.setAttributes(requestDetailAttributes(req, this.options.requestHeaders));
-      }
       ctx = trace.setSpan(parent, span);
+      if (!span.isRecording()) {
+        // Unsampled: the request only carries the span context on (outgoing calls continue the
+        // trace, unsampled). Nothing is recorded, so there is no state to keep and nothing to end
+        // (`end()` on a non-recording span does nothing).
+        if (hasBody(req)) {
+          context.bind(ctx, req);
+        }
+        return ctx;
+      }
+      span.setAttributes(requestDetailAttributes(req, this.options.requestHeaders));
     }
     const state: HttpRequestState = rpcMetadata
       ? { span, method, enriching, rpcMetadata, ended: false }
