@@ -32,5 +32,10 @@ export function resolveNode(spec) {
     if (!existsSync(execPath)) throw new Error(`--node ${spec}: no such file (give a node binary or a version like 22.15.0).`);
   }
   const version = execFileSync(execPath, ['--version'], { encoding: 'utf8' }).trim();
+  // The library's engines (OpenTelemetry SDK 3), and module.registerHooks (lib/snapshot-hook.mjs).
+  const [major, minor] = version.slice(1).split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 15)) {
+    throw new Error(`--node ${spec}: ${execPath} is Node ${version}; the library and the bench need Node >= 22.15.`);
+  }
   return { execPath, version };
 }
