@@ -9,7 +9,7 @@
 // small relay here that forwards every request to both. Settings: sample/.env if present, else the
 // environment, else local defaults (sample/.env.example).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import { createConnection, createServer as createTcpServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,6 +48,8 @@ const compiled = spawnSync('npx', ['tsc', '-p', 'sample/tsconfig.json'], { cwd: 
 if (compiled.status !== 0) {
   await fail(`Compiling the sample failed (exit ${compiled.status ?? compiled.signal}). Did you run npm run build first?`);
 }
+// tsc copies no .proto files; the compiled services read them from beside themselves.
+cpSync(new URL('../sample/proto/', import.meta.url), new URL('proto/', BUILD), { recursive: true });
 
 const envFile = fileURLToPath(new URL('../sample/.env', import.meta.url));
 if (existsSync(envFile)) {

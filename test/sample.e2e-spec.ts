@@ -12,7 +12,8 @@ import { KIND, ReceivedTrace, STATUS_ERROR, dbSystem, runSample, serviceOf, type
 /**
  * `npm run sample -- --once` on the real brokers and databases of this machine (PostgreSQL, Redis,
  * RabbitMQ, NATS; Kafka through the local Kafka-protocol broker the sample starts), exporting to an
- * OTLP receiver. Every assertion is about what the five services sent over OTLP.
+ * OTLP receiver. Every assertion is about what the five services sent over OTLP: one trace per
+ * order across HTTP (into the gateway), gRPC (gateway → orders), RabbitMQ, NATS and Kafka.
  */
 
 const SERVICES = ['gateway', 'orders', 'inventory', 'payment', 'notification'];
@@ -39,6 +40,27 @@ function traceOf(status: number): ReceivedTrace {
   );
   expect(roots).toHaveLength(1);
   return new ReceivedTrace(receiver.spans.filter((span) => span.traceId === roots[0]!.traceId));
+}
+
+/** The port the orders service's gRPC server bound, from its ready line in the sample's output. */
+function ordersPort(): number {
+  const match = /\[orders\] .*ready: gRPC [\d.]+:(\d+)/.exec(run.output);
+  expect(match, `no orders ready line in the sample's output:\n${run.output}`).not.toBeNull();
+  return Number(match![1]);
+}
+
+const PLACE_ORDER = 'orders.v1.OrderService/PlaceOrder';
+
+/** The gateway's PlaceOrder call: its CLIENT span and the orders SERVER span under it, both with the gRPC conventions' names. */
+function placeOrderCall(t: ReceivedTrace): { client: ReceivedSpan; server: ReceivedSpan } {
+  const client = t.one({ name: PLACE_ORDER, service: 'gateway', kind: KIND.CLIENT });
+  const server = t.one({ name: PLACE_ORDER, service: 'orders', kind: KIND.SERVER, parent: client });
+  for (const span of [client, server]) {
+    expect(span.attributes, `${serviceOf(span)}: ${span.name}`).toMatchObject({ 'rpc.system.name': 'grpc', 'rpc.method': PLACE_ORDER });
+    expect(typeof span.attributes['network.peer.port'], `${serviceOf(span)}: network.peer.port`).toBe('number');
+  }
+  expect(server.attributes).toMatchObject({ 'nestjs.controller': 'OrdersController', 'nestjs.handler': 'placeOrder' });
+  return { client, server };
 }
 
 const hasLinkTo = (span: ReceivedSpan, target: ReceivedSpan): boolean =>
@@ -87,13 +109,22 @@ describe('the successful order: one trace through all five services', () => {
     expect(t.spans.every((span) => span.status.code !== STATUS_ERROR)).toBe(true);
   });
 
-  it('gateway → orders over HTTP: SERVER → CLIENT → SERVER, the saga inside the orders request', () => {
+  it('gateway → orders over gRPC: the HTTP SERVER span → a gRPC CLIENT span → the gRPC SERVER span, the saga inside it', () => {
     const gateway = t.one({ service: 'gateway', kind: KIND.SERVER });
     expect(gateway.parentSpanId).toBeUndefined();
     expect(gateway.attributes['http.route']).toBe('/orders');
-    const client = t.one({ service: 'gateway', kind: KIND.CLIENT, parent: gateway });
-    const orders = t.one({ service: 'orders', kind: KIND.SERVER, name: 'POST /orders', parent: client });
-    const saga = t.one({ name: 'saga place-order', parent: orders });
+    const { client, server } = placeOrderCall(t);
+    expect(client.parentSpanId).toBe(gateway.spanId);
+    expect(server.parentSpanId).toBe(client.spanId);
+    expect(client.attributes).toMatchObject({ 'rpc.status_code': 'OK', 'server.address': '127.0.0.1', 'server.port': ordersPort() });
+    expect(server.attributes).toMatchObject({ 'rpc.status_code': 'OK', 'network.peer.address': '127.0.0.1' });
+    for (const span of [client, server]) {
+      expect(span.status.code).toBe(0);
+      expect(span.attributes['error.type']).toBeUndefined();
+    }
+    // The baggage crossed the gRPC metadata too: the orders SERVER span has the caller.
+    expect(server.attributes).toMatchObject({ 'tenant.id': 'acme', 'user.id': 'user-42' });
+    const saga = t.one({ name: 'saga place-order', parent: server });
     expect(saga.attributes).toMatchObject({ 'saga.id': id, 'saga.name': 'place-order', 'saga.outcome': 'completed' });
     expect(t.children(saga).map((span) => span.name)).toEqual([
       'saga.step create',
@@ -101,6 +132,14 @@ describe('the successful order: one trace through all five services', () => {
       'saga.step charge',
       'saga.step confirm',
     ]);
+  });
+
+  it('crosses all five protocols: HTTP, gRPC, RabbitMQ, NATS, Kafka', () => {
+    expect(t.one({ service: 'gateway', kind: KIND.SERVER }).attributes['http.request.method']).toBe('POST');
+    expect(t.all({ kind: KIND.CLIENT }).filter((span) => span.attributes['rpc.system.name'] === 'grpc').map(serviceOf)).toEqual(['gateway']);
+    expect(t.all({ kind: KIND.SERVER }).filter((span) => span.attributes['rpc.system.name'] === 'grpc').map(serviceOf)).toEqual(['orders']);
+    const messaging = new Set(t.spans.map((span) => span.attributes['messaging.system']).filter((system) => system !== undefined));
+    expect([...messaging].sort()).toEqual(['kafka', 'nats', 'rabbitmq']);
   });
 
   it('reserve: PRODUCER in orders → CONSUMER in inventory over RabbitMQ, with PostgreSQL and Redis spans under it', () => {
@@ -174,6 +213,20 @@ describe('the declined order: the failing payment step and the compensations in 
   it('is one trace through all five services, answered 402 at the gateway', () => {
     expect([...t.services()].sort()).toEqual([...SERVICES].sort());
     expect(t.one({ service: 'gateway', kind: KIND.SERVER }).parentSpanId).toBeUndefined();
+  });
+
+  it('PlaceOrder failed with FAILED_PRECONDITION: an ERROR on the gateway\'s CLIENT span, not on the orders SERVER span (a caller\'s error)', () => {
+    const gateway = t.one({ service: 'gateway', kind: KIND.SERVER });
+    const { client, server } = placeOrderCall(t);
+    expect(client.parentSpanId).toBe(gateway.spanId);
+    expect(client.status).toMatchObject({ code: STATUS_ERROR, message: 'charge: The card was declined.' });
+    expect(client.attributes).toMatchObject({ 'rpc.status_code': 'FAILED_PRECONDITION', 'error.type': 'FAILED_PRECONDITION' });
+    expect(server.attributes['rpc.status_code']).toBe('FAILED_PRECONDITION');
+    expect(server.status.code).not.toBe(STATUS_ERROR);
+    expect(server.attributes['error.type']).toBeUndefined();
+    // 402 is the gateway's answer to the caller: its SERVER span stays UNSET, as for any 4xx.
+    expect(gateway.status.code).not.toBe(STATUS_ERROR);
+    expect(t.one({ name: 'saga place-order', parent: server }).status.code).toBe(STATUS_ERROR);
   });
 
   it('the charge step failed in payment and in orders, and the saga ended compensated', () => {
@@ -301,6 +354,19 @@ describe('sample/deploy (no Docker engine here: parsed and cross-checked, not ru
       }
     }
     expect(existsSync(join(DEPLOY, compose.services.gateway.build.context, compose.services.gateway.build.dockerfile))).toBe(true);
+    // The gateway calls orders over gRPC: a host:port target (no scheme) naming the orders service.
+    const target = compose.services.gateway.environment.ORDERS_URL as string;
+    expect(target).toMatch(/^[a-z-]+:\d+$/);
+    expect(compose.services, target).toHaveProperty([target.split(':')[0]!]);
+  });
+
+  it('the Dockerfile puts the proto files where the compiled services read them', () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
+    // The build stage copies sample/proto beside the compiled sample, which the runtime stage copies as sample/.
+    expect(dockerfile).toMatch(/cp -r sample\/proto \.build\/sample\//);
+    expect(dockerfile).toMatch(/COPY --from=build \/app\/\.build\/sample \.\/sample/);
+    expect(readFileSync(join(ROOT, 'sample/shared/contracts.ts'), 'utf8')).toContain("new URL('../proto/orders.proto', import.meta.url)");
+    expect(existsSync(join(ROOT, 'sample/proto/orders.proto'))).toBe(true);
   });
 
   it('Kubernetes: orders with the collector as an agent in its pod; env names match the code and the agent config', () => {
@@ -371,14 +437,27 @@ describe.skipIf(noBrowser !== undefined)('the declined order in the trace viewer
     await page.locator(`tr.trace-row[data-trace-id="${traceId}"] a.root-name`).click();
     await page.waitForSelector('.span-row');
     const rows = await page.$$eval('.span-row', (elements) =>
-      elements.map((row) => ({
-        service: (row as unknown as { dataset: Record<string, string> }).dataset.service!,
-        name: row.querySelector('.span-name')!.textContent!,
-        error: row.querySelector('.error-badge') !== null,
-      })),
+      elements.map((row) => {
+        const { dataset } = row as unknown as { dataset: Record<string, string> };
+        return {
+          service: dataset.service!,
+          depth: Number(dataset.depth),
+          name: row.querySelector('.span-name')!.textContent!,
+          error: row.querySelector('.error-badge') !== null,
+        };
+      }),
     );
     expect(rows).toHaveLength(declined.spans.length);
     expect(new Set(rows.map((row) => row.service))).toEqual(new Set(SERVICES));
+    // The gRPC hop: the gateway's CLIENT span (ERROR: FAILED_PRECONDITION) right under its request,
+    // the orders SERVER span (not an error) right under that, the saga under the server span.
+    expect(rows.slice(0, 3).map(({ service, depth, name }) => [service, depth, name])).toEqual([
+      ['gateway', 0, 'POST /orders'],
+      ['gateway', 1, PLACE_ORDER],
+      ['orders', 2, PLACE_ORDER],
+    ]);
+    expect(rows.slice(0, 3).map((row) => row.error)).toEqual([false, true, false]);
+    expect(rows.find((row) => row.name === 'saga place-order')?.depth).toBe(3);
     const compensations = rows.filter((row) => row.name.startsWith('saga.compensation ')).map((row) => row.name);
     expect(compensations).toEqual(['saga.compensation charge', 'saga.compensation reserve', 'saga.compensation create']);
     expect(rows.some((row) => row.name === 'saga.compensate place-order')).toBe(true);

@@ -1,8 +1,10 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
+import { ClientsModule } from '@nestjs/microservices';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
-import { OtelModule } from 'otel-nest';
-import { BAGGAGE_TO_ATTRIBUTES } from '../shared/contracts.js';
+import { OtelClientGrpc, OtelModule } from 'otel-nest';
+import { config } from '../shared/config.js';
+import { BAGGAGE_TO_ATTRIBUTES, ORDERS_CLIENT, OrdersGrpc } from '../shared/contracts.js';
 import { ApiKeyGuard } from './api-key.guard.js';
 import { HealthController } from './health.controller.js';
 import { OrdersClient } from './orders.client.js';
@@ -18,6 +20,13 @@ import { TraceIdMiddleware } from './trace-id.middleware.js';
       http: { ignorePaths: ['/health'] },
     }),
     ThrottlerModule.forRoot([{ ttl: 10_000, limit: 20 }]),
+    ClientsModule.register([
+      {
+        name: ORDERS_CLIENT,
+        customClass: OtelClientGrpc,
+        options: { package: OrdersGrpc.package, protoPath: OrdersGrpc.protoPath, url: config.orders.url },
+      },
+    ]),
   ],
   controllers: [OrdersController, HealthController],
   providers: [

@@ -1,10 +1,15 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { OtelServerGrpc } from 'otel-nest';
 import { config } from '../shared/config.js';
+import { OrdersGrpc } from '../shared/contracts.js';
 import { OrdersModule } from './orders.module.js';
 
 // Started with `node --import ../instrumentation.js`, so PostgreSQL queries are traced.
-const app = await NestFactory.create(OrdersModule);
+const url = `${config.host}:${config.orders.port}`;
+const app = await NestFactory.createMicroservice(OrdersModule, {
+  strategy: new OtelServerGrpc({ package: OrdersGrpc.package, protoPath: OrdersGrpc.protoPath, url }),
+});
 app.enableShutdownHooks();
-await app.listen(config.orders.port, config.host);
-Logger.log(`ready: http://${config.host}:${config.orders.port}`, 'Orders');
+await app.listen();
+Logger.log(`ready: gRPC ${url} (${OrdersGrpc.package}.${OrdersGrpc.service})`, 'Orders');

@@ -1,9 +1,10 @@
-import { ConflictException, HttpException, HttpStatus, Inject, Injectable } from '@nestjs/common';
-import type { ClientProxy } from '@nestjs/microservices';
+import { Inject, Injectable } from '@nestjs/common';
+import { RpcException, type ClientProxy } from '@nestjs/microservices';
+import { Metadata, status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { SagaFailedError, SagaOrchestrator } from 'otel-nest/saga';
 import { lastValueFrom } from 'rxjs';
-import { ORDER_EVENTS_CLIENT, Topics, type Order, type OrderEvent, type PlaceOrder } from '../shared/contracts.js';
+import { ORDER_EVENTS_CLIENT, OrdersGrpc, Topics, type Order, type OrderEvent, type PlaceOrder, type PlaceOrderRequest } from '../shared/contracts.js';
 import { errorMessage, PLACE_ORDER, type PlaceOrderResults } from './place-order.saga.js';
 
 @Injectable()
@@ -13,8 +14,12 @@ export class OrdersService {
     @Inject(ORDER_EVENTS_CLIENT) private readonly events: ClientProxy,
   ) {}
 
-  /** Runs the place-order saga (the order id is its saga id) and publishes the outcome to Kafka. */
-  async place(request: Omit<PlaceOrder, 'orderId'>): Promise<Order> {
+  /**
+   * Runs the place-order saga (the order id is its saga id) and publishes the outcome to Kafka. A
+   * failed saga is a gRPC error: FAILED_PRECONDITION for a declined card, ABORTED for another step,
+   * with the rejected order's id in a trailer (see proto/orders.proto).
+   */
+  async place(request: PlaceOrderRequest): Promise<Order> {
     const order: PlaceOrder = { orderId: randomUUID(), ...request };
     try {
       const { context } = await this.sagas.run<PlaceOrder, PlaceOrderResults>(PLACE_ORDER, order, { sagaId: order.orderId });
@@ -26,8 +31,10 @@ export class OrdersService {
       }
       const reason = `${error.failedStep}: ${errorMessage(error.cause)}`;
       await this.publish(Topics.orderFailed, { orderId: order.orderId, userId: order.userId, status: 'rejected', reason });
-      const body = { id: order.orderId, status: 'rejected', reason };
-      throw error.failedStep === 'charge' ? new HttpException(body, HttpStatus.PAYMENT_REQUIRED) : new ConflictException(body);
+      const metadata = new Metadata();
+      metadata.set(OrdersGrpc.orderIdTrailer, order.orderId);
+      const code = error.failedStep === 'charge' ? status.FAILED_PRECONDITION : status.ABORTED;
+      throw new RpcException({ code, message: reason, metadata });
     }
   }
 

@@ -6,7 +6,7 @@
 const env = process.env;
 
 export const config = {
-  /** Interface the HTTP services listen on; `0.0.0.0` in containers. */
+  /** Interface the gateway (HTTP) and orders (gRPC) listen on; `0.0.0.0` in containers. */
   host: env.HOST ?? '127.0.0.1',
   gateway: {
     port: Number(env.GATEWAY_PORT ?? 3000),
@@ -14,8 +14,12 @@ export const config = {
     apiKeys: new Map((env.API_KEYS ?? 'demo-key:acme').split(',').map((pair) => pair.split(':') as [string, string])),
   },
   orders: {
+    /** Port of the orders service's gRPC server. */
     port: Number(env.ORDERS_PORT ?? 3001),
-    url: env.ORDERS_URL ?? `http://127.0.0.1:${env.ORDERS_PORT ?? 3001}`,
+    /** Where the gateway calls it: a gRPC target, `host:port` (no scheme). */
+    url: env.ORDERS_URL ?? `127.0.0.1:${env.ORDERS_PORT ?? 3001}`,
+    /** The gateway's deadline for each call. */
+    timeoutMs: 10_000,
   },
   postgres: { connectionString: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
   redis: { url: env.REDIS_URL ?? 'redis://127.0.0.1:6379' },

@@ -1,8 +1,24 @@
-/** What the services send each other: client tokens, message patterns, topics and payloads. */
+/** What the services send each other: client tokens, the gRPC API, message patterns, topics and payloads. */
+import { fileURLToPath } from 'node:url';
 
+export const ORDERS_CLIENT = 'ORDERS';
 export const INVENTORY_CLIENT = 'INVENTORY';
 export const PAYMENT_CLIENT = 'PAYMENT';
 export const ORDER_EVENTS_CLIENT = 'ORDER_EVENTS';
+
+/**
+ * The orders service's gRPC API, called by the gateway. The proto is read at startup from beside the
+ * compiled sample (`npm run sample` and the Dockerfile copy `sample/proto/` there).
+ */
+export const OrdersGrpc = {
+  package: 'orders.v1',
+  service: 'OrderService',
+  protoPath: fileURLToPath(new URL('../proto/orders.proto', import.meta.url)),
+  /** `rpc.method` and span name of the call that places an order. */
+  placeOrder: 'orders.v1.OrderService/PlaceOrder',
+  /** Trailer of a failed PlaceOrder call with the id of the order the saga rejected. */
+  orderIdTrailer: 'order-id',
+} as const;
 
 /** Request-reply patterns: inventory over RabbitMQ, payment over NATS (subjects). */
 export const Patterns = {
@@ -51,6 +67,9 @@ export interface Charge {
   orderId: string;
   amountCents: number;
 }
+
+/** What the gateway sends to PlaceOrder: the validated order and the caller. */
+export type PlaceOrderRequest = Omit<PlaceOrder, 'orderId'>;
 
 export type OrderStatus = 'pending' | 'confirmed' | 'rejected';
 

@@ -1,3 +1,4 @@
+import { OrdersGrpc } from '../shared/contracts.js';
 import { compareStart, serviceOf, type TreeSpan } from './trace-tree.js';
 
 /**
@@ -12,6 +13,7 @@ export interface Check {
 export const SERVICES = ['gateway', 'orders', 'inventory', 'payment', 'notification'];
 
 const SERVER = 2;
+const CLIENT = 3;
 const PRODUCER = 4;
 const CONSUMER = 5;
 const ERROR = 2;
@@ -61,15 +63,37 @@ class TraceQuery {
 
 const check = (ok: boolean, description: string): Check => ({ ok, description });
 
-/** Checks shared by both orders: one trace from the gateway through the saga into the other services. */
-function commonChecks(q: TraceQuery, orderId: string, status: number, event: string): { checks: Check[]; saga?: TreeSpan } {
+/** The protocols a span speaks, by its attributes: HTTP, gRPC, or the messaging system. */
+function protocolOf(span: TreeSpan): string | undefined {
+  const { attributes } = span;
+  if (attributes['rpc.system.name'] === 'grpc') {
+    return 'gRPC';
+  }
+  const messaging = attributes['messaging.system'];
+  if (typeof messaging === 'string') {
+    return { rabbitmq: 'RabbitMQ', nats: 'NATS', kafka: 'Kafka' }[messaging] ?? messaging;
+  }
+  return attributes['http.request.method'] === undefined ? undefined : 'HTTP';
+}
+
+export const PROTOCOLS = ['HTTP', 'gRPC', 'RabbitMQ', 'NATS', 'Kafka'];
+
+/**
+ * Checks shared by both orders: one trace from the gateway through the saga into the other
+ * services. `grpcStatus` is the PlaceOrder call's status; a failed call is an ERROR on the client
+ * only (FAILED_PRECONDITION is the caller's problem, not the server's).
+ */
+function commonChecks(q: TraceQuery, orderId: string, status: number, grpcStatus: string, event: string): { checks: Check[]; saga?: TreeSpan } {
   const server = q.one({ name: 'POST /orders', service: 'gateway', kind: SERVER });
-  const ordersServer = q.one({ name: 'POST /orders', service: 'orders', kind: SERVER });
+  const grpcClient = q.one({ name: OrdersGrpc.placeOrder, service: 'gateway', kind: CLIENT });
+  const ordersServer = q.one({ name: OrdersGrpc.placeOrder, service: 'orders', kind: SERVER });
   const saga = q.one({ name: 'saga place-order', service: 'orders' });
   const producer = q.one({ name: `send ${event}`, service: 'orders', kind: PRODUCER });
   const consumer = q.one({ name: `process ${event}`, service: 'notification', kind: CONSUMER });
   const services = new Set(q.spans.map(serviceOf));
   const remote = q.spans.filter((span) => span.kind === CONSUMER && ['inventory', 'payment'].includes(serviceOf(span)));
+  const protocols = new Set(q.spans.map(protocolOf).filter((protocol) => protocol !== undefined));
+  const grpcSpans = [grpcClient, ordersServer];
   return {
     saga,
     checks: [
@@ -78,7 +102,19 @@ function commonChecks(q: TraceQuery, orderId: string, status: number, event: str
         server !== undefined && server.parentSpanId === undefined && server.attributes['http.response.status_code'] === status,
         `the trace starts at the gateway's POST /orders, answered ${status}`,
       ),
-      check(q.isChild(saga, ordersServer), "the saga runs inside the orders service's request"),
+      check(
+        PROTOCOLS.every((protocol) => protocols.has(protocol)),
+        `spans of all five protocols (${PROTOCOLS.filter((protocol) => protocols.has(protocol)).join(', ')})`,
+      ),
+      check(
+        q.isChild(grpcClient, server) &&
+          q.isChild(ordersServer, grpcClient) &&
+          grpcSpans.every((span) => span?.attributes['rpc.system.name'] === 'grpc' && span.attributes['rpc.status_code'] === grpcStatus) &&
+          (grpcClient?.status.code === ERROR) === (grpcStatus !== 'OK') &&
+          ordersServer?.status.code !== ERROR,
+        `gateway → orders over gRPC: ${OrdersGrpc.placeOrder} CLIENT → SERVER, ${grpcStatus}`,
+      ),
+      check(q.isChild(saga, ordersServer), "the saga runs inside the orders service's gRPC call"),
       check(saga?.attributes['saga.id'] === orderId, `saga.id is the order id ${orderId}`),
       check(
         remote.length >= 2 && remote.every((span) => span.attributes['saga.id'] === orderId && span.attributes['tenant.id'] !== undefined),
@@ -95,7 +131,7 @@ function commonChecks(q: TraceQuery, orderId: string, status: number, event: str
 
 export function checkPlacedOrder(spans: readonly TreeSpan[], orderId: string): Check[] {
   const q = new TraceQuery(spans);
-  const { checks, saga } = commonChecks(q, orderId, 201, 'order.created');
+  const { checks, saga } = commonChecks(q, orderId, 201, 'OK', 'order.created');
   const steps = q.children(saga);
   const [, reserve, charge] = steps;
   return [
@@ -116,7 +152,7 @@ export function checkPlacedOrder(spans: readonly TreeSpan[], orderId: string): C
 
 export function checkDeclinedOrder(spans: readonly TreeSpan[], orderId: string): Check[] {
   const q = new TraceQuery(spans);
-  const { checks, saga } = commonChecks(q, orderId, 402, 'order.failed');
+  const { checks, saga } = commonChecks(q, orderId, 402, 'FAILED_PRECONDITION', 'order.failed');
   const charge = q.one({ name: 'saga.step charge', service: 'orders' });
   const compensate = q.one({ name: 'saga.compensate place-order', service: 'orders' });
   const compensations = q.children(compensate).map((span) => span.name);

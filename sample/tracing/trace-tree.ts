@@ -1,6 +1,6 @@
 /**
  * Prints a trace as an indented tree, one line per span: name, service, kind, duration, and notes
- * (message pattern, HTTP status, ERROR with its message, links). Works on spans as OTLP/JSON delivers them, e.g.
+ * (message pattern, HTTP or gRPC status, ERROR with its message, links). Works on spans as OTLP/JSON delivers them, e.g.
  * from the trace viewer of `otel-nest/devtools` or any OTLP receiver.
  */
 
@@ -51,7 +51,7 @@ function notes(span: TreeSpan, byId: ReadonlyMap<string, TreeSpan>): string {
   if (typeof pattern === 'string' && !span.name.endsWith(pattern)) {
     parts.push(`(${pattern})`);
   }
-  const status = span.attributes['http.response.status_code'];
+  const status = span.attributes['http.response.status_code'] ?? span.attributes['rpc.status_code'];
   if (status !== undefined) {
     parts.push(String(status));
   }
