@@ -1,7 +1,7 @@
 // CPU profiles of a messaging configuration under load: `node --cpu-prof` on the server and the
 // client process, summarised over the steady-state window (warm-up excluded).
 //
-//   node bench/profile-msg.mjs [--transport nats|rmq] [--mode rr|emit] [--tracing otel-nest|none]
+//   node bench/profile-msg.mjs [--transport nats|rmq|grpc] [--mode rr|emit] [--tracing otel-nest|none]
 //                              [--seconds 10] [--warmup 3] [--top 20]
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,14 +35,20 @@ const env = {
   BENCH_PREFIX: `otel-nest-bench.profile-${process.pid}`,
   BENCH_OTLP_URL: receiver.info.url,
 };
+// gRPC (unary, rr only): its own apps; the server reports the port it listens on.
+const grpc = opts.transport === 'grpc';
 let client;
-const server = await startChild(join(here, 'apps/msg-server.mjs'), {
+const server = await startChild(join(here, grpc ? 'apps/grpc-server.mjs' : 'apps/msg-server.mjs'), {
   name: 'server',
   env: { ...env, BENCH_SERVICE: `${name}-server` },
   execArgv: prof(tmp.server),
   onMessage: (m) => m?.type === 'progress' && client?.send({ type: 'consumed', consumed: m.consumed }),
 });
-client = await startChild(join(here, 'apps/msg-client.mjs'), { name: 'client', env: { ...env, BENCH_SERVICE: `${name}-client` }, execArgv: prof(tmp.client) });
+client = await startChild(join(here, grpc ? 'apps/grpc-client.mjs' : 'apps/msg-client.mjs'), {
+  name: 'client',
+  env: { ...env, BENCH_SERVICE: `${name}-client`, ...(grpc ? { BENCH_GRPC_URL: server.info.url } : {}) },
+  execArgv: prof(tmp.client),
+});
 
 const run = async (seconds) => {
   if (opts.mode === 'rr') return client.request('requestReply', { seconds });

@@ -39,6 +39,18 @@ const SCENARIOS = {
   'rmq-rr': { kind: 'msg', transport: 'rmq', mode: 'rr', title: 'RabbitMQ request-reply' },
   'rmq-emit': { kind: 'msg', transport: 'rmq', mode: 'emit', title: 'RabbitMQ emit + consume' },
   'kafka-emit': { kind: 'msg', transport: 'kafka', mode: 'emit', title: 'Kafka emit + consume' },
+  'grpc-unary': {
+    kind: 'msg',
+    transport: 'grpc',
+    mode: 'rr',
+    apps: { server: 'apps/grpc-server.mjs', client: 'apps/grpc-client.mjs' },
+    labels: {
+      untraced: 'Nest gRPC (ServerGrpc / ClientGrpcProxy), untraced',
+      floor: 'floor: Nest gRPC + context + bare CLIENT/SERVER spans, traceparent in metadata',
+      'otel-nest': 'otel-nest OtelServerGrpc / OtelClientGrpc, 100%',
+    },
+    title: 'gRPC unary (Nest ServerGrpc / ClientGrpcProxy)',
+  },
   outage: { kind: 'outage', framework: 'express', title: 'Exporter outage (express, otel-nest 100%)' },
 };
 
@@ -330,7 +342,7 @@ async function runMsg(scenario, shared) {
     // Servers first (their queues and subscriptions exist before a client sends), in parallel.
     const servers = await startChildren(
       pairs.map((pair) => () =>
-        startChild(join(here, 'apps/msg-server.mjs'), {
+        startChild(join(here, scenario.apps?.server ?? 'apps/msg-server.mjs'), {
           name: `${scenario.id}/${pair.config.id}/server`,
           env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-server` },
           ...underTest(),
@@ -343,9 +355,14 @@ async function runMsg(scenario, shared) {
     servers.forEach((server, i) => (pairs[i].server = server));
     const clients = await startChildren(
       pairs.map((pair) => () =>
-        startChild(join(here, 'apps/msg-client.mjs'), {
+        startChild(join(here, scenario.apps?.client ?? 'apps/msg-client.mjs'), {
           name: `${scenario.id}/${pair.config.id}/client`,
-          env: { ...envOf(pair.config), BENCH_SERVICE: `${runId}-${pair.config.id}-client` },
+          // gRPC: the server listens on a port of its choosing and reports it when ready.
+          env: {
+            ...envOf(pair.config),
+            BENCH_SERVICE: `${runId}-${pair.config.id}-client`,
+            ...(pair.server.info.url ? { BENCH_GRPC_URL: pair.server.info.url } : {}),
+          },
           ...underTest(),
         }),
       ),
@@ -393,7 +410,7 @@ async function runMsg(scenario, shared) {
       const messages = sum(s.map((x) => x.messages));
       results.push({
         id: pairs[i].config.id,
-        label: pairs[i].config.label,
+        label: scenario.labels?.[pairs[i].config.id] ?? pairs[i].config.label,
         rate: median(s.map((x) => x.rate)),
         p50Ms: median(s.map((x) => x.p50)),
         p99Ms: median(s.map((x) => x.p99)),

@@ -90,6 +90,14 @@ function msgTable(s, summary) {
   }
   const errors = s.configs.reduce((n, c) => n + c.errors, 0);
   if (errors) rows.push('', `Errors or unconsumed messages: ${errors}.`);
+  const fl = s.configs.find((c) => c.id === 'floor');
+  const o = s.configs.find((c) => c.id === 'otel-nest');
+  for (const side of ['client', 'server']) {
+    const [a, b] = [fl?.span?.[side], o?.span?.[side]];
+    if (!a || !b) continue;
+    const missing = b.keys.filter((k) => !a.keys.includes(k));
+    rows.push('', `The floor's ${side} span: "${a.name}" kind ${a.kind}, ${a.keys.length} attributes; otel-nest's: "${b.name}" kind ${b.kind}, ${b.keys.length}${missing.length ? ` (the floor lacks ${missing.join(', ')})` : ' (same keys)'}.`);
+  }
   return rows.join('\n');
 }
 
