@@ -8,5 +8,7 @@ export const {
   ASYNC_OPTIONS_TYPE: OTEL_MODULE_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<OtelModuleOptions>({ moduleName: 'Otel' })
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  // Extras, not options: they shape the module itself, so `forRootAsync` takes them next to
+  // `useFactory` (known before any provider resolves). `globalInterceptor` is applied by OtelModule.
+  .setExtras({ isGlobal: true, globalInterceptor: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
   .build();

@@ -1,9 +1,9 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { HttpClientInstrumentation } from './http/http-client.instrumentation.js';
 import { HttpServerInstrumentation } from './http/http-server.instrumentation.js';
 import { OtelTracingInterceptor } from './interceptors/otel-tracing.interceptor.js';
-import { ConfigurableOtelModule } from './otel.module-definition.js';
+import { ConfigurableOtelModule, OTEL_MODULE_ASYNC_OPTIONS_TYPE, OTEL_MODULE_OPTIONS_TYPE } from './otel.module-definition.js';
 import { OtelSdkService } from './sdk/otel-sdk.service.js';
 import { TraceService } from './services/trace.service.js';
 
@@ -18,6 +18,7 @@ import { TraceService } from './services/trace.service.js';
  * Sets up (or adopts) the OpenTelemetry SDK, traces every HTTP request and outgoing `fetch` /
  * `HttpService` call, and provides {@link TraceService}. Global unless `isGlobal: false`.
  * `forRootAsync({ imports, inject, useFactory })` takes the options from other providers.
+ * `globalInterceptor: false` leaves out the global interceptor (see the README's Options).
  */
 @Module({
   imports: [DiscoveryModule],
@@ -26,8 +27,27 @@ import { TraceService } from './services/trace.service.js';
     HttpServerInstrumentation,
     HttpClientInstrumentation,
     TraceService,
-    { provide: APP_INTERCEPTOR, useClass: OtelTracingInterceptor },
   ],
   exports: [TraceService, OtelSdkService],
 })
-export class OtelModule extends ConfigurableOtelModule {}
+export class OtelModule extends ConfigurableOtelModule {
+  static override forRoot(options: typeof OTEL_MODULE_OPTIONS_TYPE = {}): DynamicModule {
+    return withInterceptor(super.forRoot(options), options.globalInterceptor);
+  }
+
+  static override forRootAsync(options: typeof OTEL_MODULE_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return withInterceptor(super.forRootAsync(options), options.globalInterceptor);
+  }
+}
+
+/**
+ * The global interceptor names the handler on its span and keeps the error it throws; Nest runs
+ * its interceptor pipeline for every request once any global interceptor exists, which
+ * `globalInterceptor: false` saves (the README's Options say what the spans lose).
+ */
+function withInterceptor(definition: DynamicModule, globalInterceptor: boolean | undefined): DynamicModule {
+  if (globalInterceptor === false) {
+    return definition;
+  }
+  return { ...definition, providers: [...(definition.providers ?? []), { provide: APP_INTERCEPTOR, useClass: OtelTracingInterceptor }] };
+}

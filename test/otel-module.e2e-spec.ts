@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Controller, Get, Injectable, Module, type INestApplication, type LoggerService } from '@nestjs/common';
 import { ClientsModule } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
+import { APP_INTERCEPTOR } from '@nestjs/core';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -259,5 +260,53 @@ describe('OtelModule', () => {
     await plainRequest(`${started.url}/other`);
     const spans = await spanRecorder.waitForSpans((s) => s.some((span) => span.kind === SpanKind.SERVER));
     expect(findSpans(spans, { kind: SpanKind.SERVER }).map((span) => span.attributes['url.path'])).toEqual(['/other']);
+  });
+});
+
+describe('OtelModule globalInterceptor', () => {
+  @Controller('broken')
+  class BrokenController {
+    @Get()
+    fail(): never {
+      throw new TypeError('store down');
+    }
+  }
+
+  async function serverSpanOf(extras: { globalInterceptor?: boolean }) {
+    @Module({ imports: [OtelTestingModule.forRoot({ serviceName: 'interceptor', ...extras })], controllers: [BrokenController] })
+    class AppModule {}
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    await app.listen(0, '127.0.0.1');
+    try {
+      spanRecorder.reset();
+      expect((await plainRequest(`${await app.getUrl()}/broken`)).status).toBe(500);
+      return await spanRecorder.waitForSpan({ kind: SpanKind.SERVER });
+    } finally {
+      await app.close();
+    }
+  }
+
+  it('by default names the handler and records the exception the handler threw', async () => {
+    const span = await serverSpanOf({});
+    expect(span.attributes).toMatchObject({ 'nestjs.controller': 'BrokenController', 'nestjs.handler': 'fail', 'error.type': '500' });
+    expect(span.events.map((event) => [event.name, event.attributes?.['exception.type']])).toEqual([['exception', 'TypeError']]);
+  });
+
+  it('with `globalInterceptor: false` registers none: no handler names, no exception event (error.type and status stay)', async () => {
+    const span = await serverSpanOf({ globalInterceptor: false });
+    expect(span.name).toBe('GET /broken');
+    expect(span.attributes['nestjs.handler']).toBeUndefined();
+    expect(span.attributes['nestjs.controller']).toBeUndefined();
+    expect(span.attributes['error.type']).toBe('500');
+    expect(span.events).toEqual([]);
+  });
+
+  it('forRootAsync takes it next to useFactory', () => {
+    const dynamic = OtelModule.forRootAsync({ useFactory: () => ({ serviceName: 'async' }), globalInterceptor: false });
+    const withInterceptor = OtelModule.forRootAsync({ useFactory: () => ({ serviceName: 'async' }) });
+    const interceptors = (module: typeof dynamic) =>
+      (module.providers ?? []).filter((provider) => typeof provider === 'object' && 'provide' in provider && provider.provide === APP_INTERCEPTOR);
+    expect(interceptors(dynamic)).toHaveLength(0);
+    expect(interceptors(withInterceptor)).toHaveLength(1);
   });
 });

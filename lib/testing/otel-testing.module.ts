@@ -4,7 +4,10 @@ import { OtelModule } from '../otel.module.js';
 import { SpanRecorder, spanRecorder } from './span-recorder.js';
 
 /** Options of {@link OtelTestingModule.forRoot}: those of `OtelModule`, minus the export pipeline it sets. */
-export type OtelTestingModuleOptions = Omit<OtelModuleOptions, 'exporter' | 'batch'>;
+export type OtelTestingModuleOptions = Omit<OtelModuleOptions, 'exporter' | 'batch'> & {
+  /** As `OtelModule.forRoot`'s: `false` leaves out the global interceptor. */
+  globalInterceptor?: boolean;
+};
 
 /**
  * `OtelModule` wired for tests: spans go to the process-wide {@link SpanRecorder} as each one
