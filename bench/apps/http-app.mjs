@@ -5,6 +5,7 @@
 //   BENCH_ROUTE      orders (default: build and serialise a small order) | pg (read a row from
 //                    PostgreSQL through a pg Pool, return a 20-item list; BENCH_PG_URL)
 //   BENCH_RATIO      otel-nest sampler ratio; unset = the default parentbased_always_on
+//   BENCH_NO_INTERCEPTOR  set: OtelModule.forRoot({ globalInterceptor: false })
 //   BENCH_OTLP_URL   where spans go;  BENCH_SERVICE  service.name (the receiver counts per name)
 //   BENCH_DIAG       diagnostic pieces on an untraced app (see http-diagnostics.mjs)
 import 'reflect-metadata';
@@ -63,6 +64,7 @@ if (tracing === 'otel-nest') {
       exporter: { url: process.env.BENCH_OTLP_URL },
       ...(ratio !== undefined && ratio !== '' ? { sampler: { ratio: Number(ratio) } } : {}),
       logSummary: false,
+      ...(process.env.BENCH_NO_INTERCEPTOR ? { globalInterceptor: false } : {}),
     }),
   );
 }

@@ -29,6 +29,8 @@ export const HTTP_CONFIGS = [
  */
 export const HTTP_DIAGNOSTIC_CONFIGS = [
   { id: 'C', label: 'otel-nest 10%', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0.1' }, execArgv: none },
+  { id: 'B-noi', label: 'otel-nest 100%, globalInterceptor: false', env: { BENCH_TRACING: 'otel-nest', BENCH_NO_INTERCEPTOR: '1' }, execArgv: none },
+  { id: 'D-noi', label: 'otel-nest 0%, globalInterceptor: false', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0', BENCH_NO_INTERCEPTOR: '1' }, execArgv: none },
   { id: 'A+bind', label: 'untraced + ALS + bind req/res', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'bind' }, execArgv: none },
   { id: 'A+icpt', label: 'untraced + one no-op global interceptor', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'interceptor' }, execArgv: none },
   { id: 'A+als+icpt', label: 'untraced + ALS + interceptor (no bind)', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'als,interceptor' }, execArgv: none },
