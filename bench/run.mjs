@@ -336,6 +336,7 @@ async function runMsg(scenario, shared) {
       ...extraEnv,
       BENCH_TRANSPORT: transport,
       BENCH_TRACING: c.tracing,
+      ...(c.env ?? {}),
       BENCH_PREFIX: `otel-nest-bench.${runId}.${c.id}`,
       BENCH_OTLP_URL: shared.receiver.info.url,
     });

@@ -41,6 +41,7 @@ export async function otelImports(service) {
       exporter: { url: process.env.BENCH_OTLP_URL },
       logSummary: false,
       http: false,
+      ...(process.env.BENCH_NO_INTERCEPTOR ? { globalInterceptor: false } : {}),
     }),
   ];
 }

@@ -58,4 +58,10 @@ export const MSG_CONFIGS = [
   { id: 'untraced', tracing: 'none', label: 'Nest transport, untraced' },
   { id: 'floor', tracing: 'floor', label: 'floor: Nest transport + context + bare producer/consumer spans' },
   { id: 'otel-nest', tracing: 'otel-nest', label: 'otel-nest transport, 100%' },
+  {
+    id: 'otel-nest-noi',
+    tracing: 'otel-nest',
+    env: { BENCH_NO_INTERCEPTOR: '1' },
+    label: 'otel-nest transport, 100%, globalInterceptor: false',
+  },
 ];
