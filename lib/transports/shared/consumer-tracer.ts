@@ -1,5 +1,5 @@
 import { context, diag } from '@opentelemetry/api';
-import { finalize, tap, type Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import { consumerSpanEndFailed, consumerSpanStartFailed } from '../../otel.messages.js';
 import {
   endConsumerSpan,
@@ -139,15 +139,24 @@ export class ConsumerTracer<Ctx extends object> {
     if (!state) {
       return stream$;
     }
-    const watched = stream$.pipe(
-      tap({
+    // One Observable per reply rather than `tap` + `finalize` (two operators and their subscribers
+    // per message). The teardown runs after complete, error or unsubscribe, as `finalize` would.
+    return new Observable<T>((subscriber) => {
+      const subscription = stream$.subscribe({
+        next: (value) => subscriber.next(value),
         error: (err: unknown) => {
           state.error ??= err;
+          subscriber.error(err);
         },
-      }),
-    );
-    // The operator rather than tap's `finalize` callback, which rxjs has only since 7.3.
-    return endOnSettle ? watched.pipe(finalize(() => this.endState(state))) : watched;
+        complete: () => subscriber.complete(),
+      });
+      return endOnSettle
+        ? () => {
+            subscription.unsubscribe();
+            this.endState(state);
+          }
+        : subscription;
+    });
   }
 
   private end(ctx: unknown): void {
