@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import { Controller, Get, Injectable, Module, type INestApplication, type LoggerService } from '@nestjs/common';
 import { ClientsModule } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
-import { APP_INTERCEPTOR } from '@nestjs/core';
-import { SpanKind, trace } from '@opentelemetry/api';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { TracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -292,21 +292,22 @@ describe('OtelModule globalInterceptor', () => {
     expect(span.events.map((event) => [event.name, event.attributes?.['exception.type']])).toEqual([['exception', 'TypeError']]);
   });
 
-  it('with `globalInterceptor: false` registers none: no handler names, no exception event (error.type and status stay)', async () => {
+  it('with `globalInterceptor: false` registers none: the guard names the handler, no exception event (error.type and status stay)', async () => {
     const span = await serverSpanOf({ globalInterceptor: false });
     expect(span.name).toBe('GET /broken');
-    expect(span.attributes['nestjs.handler']).toBeUndefined();
-    expect(span.attributes['nestjs.controller']).toBeUndefined();
-    expect(span.attributes['error.type']).toBe('500');
+    expect(span.attributes).toMatchObject({ 'nestjs.controller': 'BrokenController', 'nestjs.handler': 'fail', 'error.type': '500' });
+    expect(span.status.code).toBe(SpanStatusCode.ERROR);
     expect(span.events).toEqual([]);
   });
 
   it('forRootAsync takes it next to useFactory', () => {
     const dynamic = OtelModule.forRootAsync({ useFactory: () => ({ serviceName: 'async' }), globalInterceptor: false });
     const withInterceptor = OtelModule.forRootAsync({ useFactory: () => ({ serviceName: 'async' }) });
-    const interceptors = (module: typeof dynamic) =>
-      (module.providers ?? []).filter((provider) => typeof provider === 'object' && 'provide' in provider && provider.provide === APP_INTERCEPTOR);
-    expect(interceptors(dynamic)).toHaveLength(0);
-    expect(interceptors(withInterceptor)).toHaveLength(1);
+    const enhancers = (module: typeof dynamic, token: string) =>
+      (module.providers ?? []).filter((provider) => typeof provider === 'object' && 'provide' in provider && provider.provide === token);
+    expect(enhancers(dynamic, APP_INTERCEPTOR)).toHaveLength(0);
+    expect(enhancers(dynamic, APP_GUARD)).toHaveLength(1);
+    expect(enhancers(withInterceptor, APP_INTERCEPTOR)).toHaveLength(1);
+    expect(enhancers(withInterceptor, APP_GUARD)).toHaveLength(0);
   });
 });
