@@ -1,11 +1,19 @@
 import 'reflect-metadata';
-import { ClientKafka, ClientNats, ClientRMQ, Server, ServerRMQ } from '@nestjs/microservices';
+import { ClientKafka, ClientNats, ClientRMQ, Server, ServerNats, ServerRMQ } from '@nestjs/microservices';
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { closeFailsPendingRequests, existingRequestHook, natsDriverNames, nestLoadsNatsIoTransport, rmqQueue, rmqReplyQueue } from './nest-compat.js';
+import {
+  closeFailsPendingRequests,
+  existingRequestHook,
+  natsDriverNames,
+  natsServerCatchesMessageErrors,
+  nestLoadsNatsIoTransport,
+  rmqQueue,
+  rmqReplyQueue,
+} from './nest-compat.js';
 import { loadedNatsDriver, loadNatsDriver } from './transports/nats/nats.carrier.js';
 
 // Runs against Nest 12 (`npm test`) and Nest 11 (`npm run test:nest11`): each answer is checked
@@ -17,6 +25,13 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     expect(NATS_DRIVER).toBe(natsDriverNames()[0]);
     await loadNatsDriver();
     expect(loadedNatsDriver()).toBe(natsDriverNames()[0]);
+  });
+
+  it("knows whether Nest's NATS server catches a rejected handleMessage (Nest 12) or leaves it unhandled (Nest 11)", () => {
+    expect(natsServerCatchesMessageErrors()).toBe(NEST_MAJOR >= 12);
+    // What the answer stands for, read from Nest's own subscription handler.
+    const source = String((ServerNats.prototype as unknown as { getMessageHandler: unknown }).getMessageHandler);
+    expect(/handleMessage\([^)]*\)\s*\.catch\(/.test(source)).toBe(natsServerCatchesMessageErrors());
   });
 
   it('knows whether close() fails the requests in flight (Nest 12.1) or leaves them pending (Nest 11)', () => {

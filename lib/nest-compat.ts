@@ -27,6 +27,15 @@ export function nestLoadsNatsIoTransport(): boolean {
 }
 
 /**
+ * Whether Nest's NATS server catches what `handleMessage` rejects with (Nest 12 logs it; Nest 11
+ * calls it from the subscription callback without a catch, so a rejection is unhandled). The same
+ * Nest 12 change set as {@link nestLoadsNatsIoTransport}; lib/nest-compat.spec.ts checks both per major.
+ */
+export function natsServerCatchesMessageErrors(): boolean {
+  return nestLoadsNatsIoTransport();
+}
+
+/**
  * The NATS drivers to try for headers objects, the one the running Nest loads first: its messages
  * and ours must use the same driver's headers.
  */

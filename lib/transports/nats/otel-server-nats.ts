@@ -28,6 +28,7 @@ import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsDestination, natsServerAttributes } from './nats.attributes.js';
 import { createNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 import { replyContextNotAdded } from '../../otel.messages.js';
+import { natsServerCatchesMessageErrors } from '../../nest-compat.js';
 
 /** Options of {@link OtelServerNats}: Nest's NATS options, plus `otel`. */
 export type OtelServerNatsOptions = Required<NatsOptions>['options'] & {
@@ -55,6 +56,8 @@ interface IncomingNatsMessage {
 // Set around `handleMessage`, so that `handleEvent` and `getPublisher`, which run in its async
 // flow and receive the message's NatsContext, can tie the raw message to that context.
 const INCOMING_NATS_MESSAGE = createContextKey('otel-nest incoming NATS message');
+/** Nest 12 catches what handleMessage rejects with; Nest 11 does not (see handleMessage). */
+const NEST_CATCHES_MESSAGE_ERRORS = natsServerCatchesMessageErrors();
 
 /**
  * Nest's `ServerNats` with a CONSUMER span `process {subject}` (`process {pattern}` for a handler
@@ -120,14 +123,16 @@ export class OtelServerNats extends ServerNats {
   override handleMessage(channel: string, natsMsg: any): Promise<any> {
     const message: IncomingNatsMessage = { channel, natsMsg: natsMsg ?? {} };
     // Each message starts from the root context, not from the one the connection was opened in.
-    return context
-      .with(ROOT_CONTEXT.setValue(INCOMING_NATS_MESSAGE, message), () => super.handleMessage(channel, natsMsg))
-      .catch((error: unknown) => {
-        // Nest 11 calls this from the subscription callback without a catch: a message the driver
-        // cannot decode (a header name with a space, a bare CR in a value, from a raw peer) would be
-        // an unhandled rejection that ends the process. Logged as Nest 12 does.
-        this.logger.error(error);
-      });
+    const handled = context.with(ROOT_CONTEXT.setValue(INCOMING_NATS_MESSAGE, message), () => super.handleMessage(channel, natsMsg));
+    if (NEST_CATCHES_MESSAGE_ERRORS) {
+      return handled;
+    }
+    return handled.catch((error: unknown) => {
+      // Nest 11 calls this from the subscription callback without a catch: a message the driver
+      // cannot decode (a header name with a space, a bare CR in a value, from a raw peer) would be
+      // an unhandled rejection that ends the process. Logged as Nest 12 does.
+      this.logger.error(error);
+    });
   }
 
   override handleEvent(pattern: string, packet: ReadPacket, ctx: NatsContext): Promise<any> {
