@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import type { Attributes } from '@opentelemetry/api';
 import {
   capturedRequestHeaders,
   hasBody,
@@ -8,7 +9,7 @@ import {
   parseHost,
   redactQuery,
   redactUrl,
-  requestAttributes,
+  requestDetailAttributes,
   samplingAttributes,
 } from './http-attributes.js';
 
@@ -176,6 +177,11 @@ describe('samplingAttributes', () => {
     });
   });
 });
+
+/** What a recording SERVER span carries once the request arrived: the start attributes, then the rest. */
+function requestAttributes(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
+  return { ...samplingAttributes(req), ...requestDetailAttributes(req, captureHeaders) };
+}
 
 describe('requestAttributes', () => {
   it('has the stable HTTP server attributes of a request', () => {

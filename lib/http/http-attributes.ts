@@ -136,11 +136,6 @@ export function samplingAttributes(req: IncomingMessage, method: string = httpMe
   };
 }
 
-/** The attributes of an HTTP SERVER span known when the request arrives. */
-export function requestAttributes(req: IncomingMessage, captureHeaders: readonly string[]): Attributes {
-  return Object.assign(samplingAttributes(req), requestDetailAttributes(req, captureHeaders));
-}
-
 /**
  * The attributes of an HTTP SERVER span known when the request arrives, but for those
  * {@link samplingAttributes} gave at start: only worth computing for a span that records.

@@ -7,7 +7,8 @@ import type { OtelModuleOptions } from '../interfaces/otel-module-options.interf
 import type { OtelSdkService } from '../sdk/otel-sdk.service.js';
 import { startTestingSdk, type TestingSdk } from '../testing/testing-sdk.js';
 import { TRACER_NAME } from '../utils/tracer.js';
-import { getHttpRequestState, HttpServerInstrumentation, setHandler } from './http-server.instrumentation.js';
+import { getHttpRequestState, HttpServerInstrumentation } from './http-server.instrumentation.js';
+import { nameHandlerSpan } from '../interceptors/handler-span.js';
 
 const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
 const PARENT_ID = 'b7ad6b7169203331';
@@ -104,7 +105,8 @@ describe('HttpServerInstrumentation', () => {
     expect(getHttpRequestState(next)).toMatchObject({ span: server, enriching: true });
     context.with(next, () => {
       adapter.routeHook!(0, '/orders/:id');
-      setHandler(getHttpRequestState()!, 'OrdersController', 'find');
+      // What the interceptor and the guard do with the handler Nest runs.
+      nameHandlerSpan({ getType: () => 'http', getClass: () => ({ name: 'OrdersController' }), getHandler: () => ({ name: 'find' }) } as never);
       tracer().startSpan('user work').end();
     });
     // instrumentation-http names its span from this when the response closes.

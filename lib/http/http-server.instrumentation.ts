@@ -20,8 +20,6 @@ import {
   ATTR_HTTP_RESPONSE_HEADER_PREFIX,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
-  ATTR_NESTJS_CONTROLLER,
-  ATTR_NESTJS_HANDLER,
 } from '../semconv.js';
 import { existingRequestHook } from '../nest-compat.js';
 import { extractContext } from '../propagation/carrier.js';
@@ -379,12 +377,6 @@ export function setRoute(state: HttpRequestState, route: string): void {
     // write it on every layer they enter; the route hook runs in the handler's layer, after them.
     state.rpcMetadata.route = route;
   }
-}
-
-/** Records which controller method handled the request. */
-export function setHandler(state: HttpRequestState, controller: string, handler: string): void {
-  state.span.setAttribute(ATTR_NESTJS_CONTROLLER, controller);
-  state.span.setAttribute(ATTR_NESTJS_HANDLER, handler);
 }
 
 /** The route template the framework matched: express `req.route.path`, fastify `routeOptions.url`. */

@@ -1,8 +1,5 @@
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { getHttpRequestState, setHandler } from '../http/http-server.instrumentation.js';
-import { handlerNotNamed } from '../otel.messages.js';
-import { getConsumerState, setConsumerHandler } from '../transports/shared/messaging-tracing.js';
-import { diagLimited } from '../utils/diag-limited.js';
+import { nameHandlerSpan } from './handler-span.js';
 
 /**
  * Global guard used instead of the interceptor when `globalInterceptor: false`: names the
@@ -13,22 +10,7 @@ import { diagLimited } from '../utils/diag-limited.js';
 @Injectable()
 export class OtelHandlerGuard implements CanActivate {
   canActivate(executionContext: ExecutionContext): boolean {
-    try {
-      const type = executionContext.getType();
-      if (type === 'http') {
-        const state = getHttpRequestState();
-        if (state?.span.isRecording()) {
-          setHandler(state, executionContext.getClass().name, executionContext.getHandler().name);
-        }
-      } else if (type === 'rpc') {
-        const state = getConsumerState();
-        if (state?.span.isRecording()) {
-          setConsumerHandler(state, executionContext.getClass().name, executionContext.getHandler().name);
-        }
-      }
-    } catch (err) {
-      diagLimited('error', handlerNotNamed(), err);
-    }
+    nameHandlerSpan(executionContext);
     return true;
   }
 }

@@ -1,9 +1,6 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { tap, type Observable } from 'rxjs';
-import { getHttpRequestState, setHandler } from '../http/http-server.instrumentation.js';
-import { getConsumerState, setConsumerHandler } from '../transports/shared/messaging-tracing.js';
-import { diagLimited } from '../utils/diag-limited.js';
-import { handlerNotNamed } from '../otel.messages.js';
+import { nameHandlerSpan } from './handler-span.js';
 
 /**
  * Global interceptor: names the controller method on the span of the HTTP request or message
@@ -15,22 +12,10 @@ import { handlerNotNamed } from '../otel.messages.js';
 @Injectable()
 export class OtelTracingInterceptor implements NestInterceptor {
   intercept(executionContext: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const type = executionContext.getType();
-    const state = type === 'http' ? getHttpRequestState() : type === 'rpc' ? getConsumerState() : undefined;
+    const state = nameHandlerSpan(executionContext);
     // Nothing to name or record on a span that is not recorded (unsampled): no operator per request.
-    if (!state || !state.span.isRecording()) {
+    if (!state) {
       return next.handle();
-    }
-    try {
-      const controller = executionContext.getClass().name;
-      const handler = executionContext.getHandler().name;
-      if (type === 'http') {
-        setHandler(state as NonNullable<ReturnType<typeof getHttpRequestState>>, controller, handler);
-      } else {
-        setConsumerHandler(state as NonNullable<ReturnType<typeof getConsumerState>>, controller, handler);
-      }
-    } catch (err) {
-      diagLimited('error', handlerNotNamed(), err);
     }
     return next.handle().pipe(
       tap({

@@ -22,8 +22,6 @@ import {
   ATTR_MESSAGING_OPERATION_NAME,
   ATTR_MESSAGING_OPERATION_TYPE,
   ATTR_MESSAGING_SYSTEM,
-  ATTR_NESTJS_CONTROLLER,
-  ATTR_NESTJS_HANDLER,
   ATTR_NESTJS_HANDLER_TYPE,
   ATTR_NESTJS_PATTERN,
 } from '../../semconv.js';
@@ -203,12 +201,6 @@ export function endConsumerSpan(state: ConsumerState): void {
   } finally {
     state.span.end();
   }
-}
-
-/** Records which controller method handled the message. */
-export function setConsumerHandler(state: ConsumerState, controller: string, handler: string): void {
-  state.span.setAttribute(ATTR_NESTJS_CONTROLLER, controller);
-  state.span.setAttribute(ATTR_NESTJS_HANDLER, handler);
 }
 
 /**
