@@ -13,7 +13,7 @@ import { TraceService } from '../lib/index.js';
 import { OtelTestingModule, expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
 import { OtelClientGrpc, OtelServerGrpc } from '../lib/transports/grpc/index.js';
 import { startChildApp, type ChildApp } from './support/child-app.js';
-import { freePort, M, ORDER_SERVICE, ORDERS_PACKAGE, ORDERS_PROTO, type Order, type OrderRequest, type OrderServiceClient } from './support/grpc-fixtures.js';
+import { freePort, M, ORDER_SERVICE, orderView, ORDERS_PACKAGE, ORDERS_PROTO, type Order, type OrderRequest, type OrderServiceClient } from './support/grpc-fixtures.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 
 const PEER = fileURLToPath(new URL('./fixtures/grpc/plain-peer.cjs', import.meta.url));
@@ -27,13 +27,7 @@ class OrdersController {
   constructor(private readonly traces: TraceService) {}
 
   private view(id: string, metadata?: Metadata): Order {
-    return {
-      id,
-      traceId: this.traces.getTraceId() ?? '',
-      spanId: this.traces.getSpanId() ?? '',
-      tenant: this.traces.getBaggage('tenant.id') ?? '',
-      traceparent: String(metadata?.get('traceparent')[0] ?? ''),
-    };
+    return orderView(this.traces, id, metadata);
   }
 
   @GrpcMethod(ORDER_SERVICE, 'GetOrder')

@@ -23,6 +23,7 @@ import {
   freePort,
   M,
   ORDER_SERVICE,
+  orderView,
   ORDERS_PACKAGE,
   ORDERS_PROTO,
   rawOrdersClient,
@@ -51,13 +52,7 @@ class OrdersController {
 
   /** The span the handler code runs in, the baggage it sees, the traceparent it received. */
   private view(id: string, metadata?: Metadata): Order {
-    return {
-      id,
-      traceId: this.traces.getTraceId() ?? '',
-      spanId: this.traces.getSpanId() ?? '',
-      tenant: this.traces.getBaggage('tenant.id') ?? '',
-      traceparent: String(metadata?.get('traceparent')[0] ?? ''),
-    };
+    return orderView(this.traces, id, metadata);
   }
 
   @GrpcMethod(ORDER_SERVICE, 'GetOrder')

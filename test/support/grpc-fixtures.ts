@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Observable } from 'rxjs';
+import type { TraceService } from '../../lib/index.js';
 
 /** The proto of the gRPC end-to-end tests. */
 export const ORDERS_PROTO = fileURLToPath(new URL('../fixtures/grpc/orders.proto', import.meta.url));
@@ -33,6 +34,17 @@ export interface Order {
   spanId: string;
   tenant: string;
   traceparent: string;
+}
+
+/** What a handler answers with: the span its code runs in, the baggage it sees, the traceparent it received. */
+export function orderView(traces: TraceService, id: string, metadata?: grpc.Metadata): Order {
+  return {
+    id,
+    traceId: traces.getTraceId() ?? '',
+    spanId: traces.getSpanId() ?? '',
+    tenant: traces.getBaggage('tenant.id') ?? '',
+    traceparent: String(metadata?.get('traceparent')[0] ?? ''),
+  };
 }
 
 export interface Summary {
