@@ -704,6 +704,9 @@ describe('Kafka: the broker goes away while a request is in flight', () => {
     server = new RepliesObservedServerKafka({
       client: { ...kafka, clientId: 'slow' },
       consumer: { groupId: `slow-${RUN}`, ...FAST_CONSUMER },
+      // The broker and its topics are this test's own: a request sent before the group's partitions
+      // are assigned must still reach the handler (latest-offset reset would skip it for good).
+      subscribe: { fromBeginning: true },
     });
     service = (await Test.createTestingModule({ imports: [SlowModule] }).compile()).createNestMicroservice({
       strategy: server,
@@ -724,7 +727,7 @@ describe('Kafka: the broker goes away while a request is in flight', () => {
 
   it('the caller sees what Nest does when the client closes, and both spans in flight end with ERROR', async () => {
     const reply = firstValueFrom(client.send('slow.work', { n: 1 })).catch((err: unknown) => err);
-    await handlerStarted;
+    await Promise.race([handlerStarted, sleep(15_000).then(() => Promise.reject(new Error('the request never reached the handler')))]);
     await lost.stop();
     // The reply cannot be published: the CONSUMER span fails once the producer gives up.
     const spans = await spanRecorder.waitForSpans((all) => findSpans(all, { kind: SpanKind.CONSUMER }).length === 1, {
