@@ -25,6 +25,7 @@ const services = [
     start:
       'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log',
   },
+  { name: 'Mosquitto (MQTT)', port: 1883, start: 'mosquitto -d -c /etc/mosquitto/mosquitto.conf' },
 ];
 
 function isListening(port) {
