@@ -243,7 +243,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
     } else {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
       // whatever context happened to be active, and bad headers simply yield a new trace.
-      const parent = extractContext(req.headers);
+      const parent = extractContext(req.headers, undefined, undefined, 'http');
       // Samplers see the attributes the conventions require at start; the rest is only worth
       // computing for a span that records.
       span = getOtelNestTracer().startSpan(

@@ -10,6 +10,7 @@ import {
 } from '@opentelemetry/api';
 import { diagLimited } from '../utils/diag-limited.js';
 import { contextFieldValue, isSendableFieldValue } from './header-values.js';
+import { applyInboundBaggagePolicy } from './baggage-policy.js';
 import { headerValueNotSendable, headerWriteFailed, propagatorExtractFailed, propagatorInjectFailed } from '../otel.messages.js';
 
 /**
@@ -102,7 +103,10 @@ export class ValidatingPropagator implements TextMapPropagator {
 
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
     try {
-      return this.inner.extract(ctx, carrier, validatingGetter(getter));
+      const extracted = this.inner.extract(ctx, carrier, validatingGetter(getter));
+      // otel-nest's own extracts apply the policy of their channel (see extractContext); another
+      // instrumentation's (instrumentation-http's, application code's) gets the default rule.
+      return ownExtractDepth > 0 || extracted === ctx ? extracted : applyInboundBaggagePolicy(extracted);
     } catch (error) {
       diagLimited('warn', propagatorExtractFailed(), error);
       return ctx;
@@ -114,21 +118,31 @@ export class ValidatingPropagator implements TextMapPropagator {
   }
 }
 
+/** > 0 while extractContext runs (synchronously): the propagator then leaves the baggage policy to it. */
+let ownExtractDepth = 0;
+
 /**
  * The context carried by `carrier` on top of `base` (default: a fresh root, so nothing of the
- * current request leaks into the next one), read through the validating layer. A carrier with
- * no valid context gives `base` unchanged: a fresh root trace. Never throws.
+ * current request leaks into the next one), read through the validating layer, with its baggage
+ * trimmed to what the inbound baggage policy lets in through `channel` (see `baggage` in
+ * `OtelModule.forRoot()`). A carrier with no valid context gives `base` unchanged: a fresh root
+ * trace. Never throws.
  */
 export function extractContext<C>(
   carrier: C,
   getter: TextMapGetter<C> = defaultTextMapGetter as TextMapGetter<C>,
   base: Context = ROOT_CONTEXT,
+  channel?: string,
 ): Context {
+  ownExtractDepth++;
   try {
-    return propagation.extract(base, carrier, validatingGetter(getter));
+    const extracted = propagation.extract(base, carrier, validatingGetter(getter));
+    return extracted === base ? base : applyInboundBaggagePolicy(extracted, channel);
   } catch (error) {
     diagLimited('warn', propagatorExtractFailed(), error);
     return base;
+  } finally {
+    ownExtractDepth--;
   }
 }
 

@@ -14,6 +14,7 @@ import { tracedTransportsNotListed } from '../otel.messages.js';
 import { tracedTransportLabel } from '../utils/traced-transport.js';
 import { describeStartup, resolveSdkConfig, type ResolvedSdkConfig } from './config/index.js';
 import { acquireSdk, releaseSdk, type SdkHandle } from './sdk-handle.js';
+import { compileBaggagePolicy, installBaggagePolicy, uninstallBaggagePolicy } from '../propagation/baggage-policy.js';
 
 /**
  * Owns this application's hold on the process-wide OpenTelemetry SDK: acquires it when the module
@@ -39,6 +40,8 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
     // Wrong options throw here, at bootstrap, with a message that says how to fix them.
     this.config = resolveSdkConfig(options);
     this.handle = acquireSdk(this.config);
+    // Process-wide, as the propagators are: the last application created sets it.
+    installBaggagePolicy(compileBaggagePolicy(options?.baggage), this);
   }
 
   /** True when spans are recorded by an SDK (ours or the application's own). */
@@ -84,6 +87,7 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
       return;
     }
     this.released = true;
+    uninstallBaggagePolicy(this);
     // Nest calls this after the HTTP server stopped taking requests, so every span of a finished
     // request has ended by now and the flush below exports all of them.
     await releaseSdk(this.handle);

@@ -318,7 +318,7 @@ function startServerSpan(
   open: Set<GrpcCallSpan> | undefined,
 ): { state: GrpcCallSpan; ctx: Context } {
   // From the root, not from whatever context the connection's events run in.
-  const parent = extractContext(metadata, grpcMetadataGetter);
+  const parent = extractContext(metadata, grpcMetadataGetter, undefined, 'grpc');
   const { name, attributes } = grpcMethodAttributes(path, true, tracing.legacy);
   addServerPeer(call, attributes);
   const span = getOtelNestTracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);

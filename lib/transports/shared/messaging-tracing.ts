@@ -148,6 +148,11 @@ export function withConsumerState(ctx: Context, state: ConsumerState): Context {
   return ctx.setValue(CONSUMER_STATE, state);
 }
 
+/** The channel name of the inbound baggage policy for a `messaging.system` value. */
+function baggageChannelOf(system: string): string {
+  return system === 'rabbitmq' ? 'rmq' : system;
+}
+
 /**
  * Starts the CONSUMER span `process {destination}` (see {@link messagingSpanName}) for one message. Bad or missing headers give a
  * fresh root trace: extraction starts from ROOT_CONTEXT, so nothing of the current context leaks in.
@@ -158,7 +163,7 @@ export function startConsumerSpan<C>(
   isEvent: boolean,
   policy: ConsumePolicy,
 ): { state: ConsumerState; ctx: Context } {
-  const extracted = extractContext(message.carrier, message.getter);
+  const extracted = extractContext(message.carrier, message.getter, ROOT_CONTEXT, baggageChannelOf(message.system));
   const producer = trace.getSpanContext(extracted);
   const links: Link[] = [];
   let parent: Context = extracted;
