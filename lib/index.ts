@@ -29,3 +29,4 @@ export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';
 export * from './transports/grpc/index.js';
+export * from './transports/redis/index.js';

@@ -1,4 +1,4 @@
-import { Server } from '@nestjs/microservices';
+import { RedisContext, Server } from '@nestjs/microservices';
 
 /**
  * What otel-nest needs to know about the Nest it runs in, where Nest 11 and 12 differ
@@ -85,4 +85,23 @@ export function rmqQueue(transport: object): string {
 export function rmqReplyQueue(client: object): string | undefined {
   const queue = (client as { replyQueue?: unknown }).replyQueue;
   return typeof queue === 'string' ? queue : undefined;
+}
+
+/**
+ * Whether `RedisContext#getMetadata()` returns the packet's `metadata` (Nest 12). Nest 11's
+ * `RedisContext` holds the channel only (its server drops the metadata after deserializing), so the
+ * traced Redis server reads it from the deserialized packet itself.
+ */
+export function redisContextHasMetadata(): boolean {
+  return typeof (RedisContext.prototype as unknown as Record<string, unknown>)['getMetadata'] === 'function';
+}
+
+/**
+ * Whether Nest's Redis server catches what `handleMessage` rejects with (Nest 12 logs it through
+ * `handleError`; Nest 11 calls it from the subscriber's message listener without a catch, so a
+ * rejection is unhandled). The same Nest 12 change set as {@link nestLoadsNatsIoTransport};
+ * lib/nest-compat.spec.ts checks it per major from Nest's own message handler.
+ */
+export function redisServerCatchesMessageErrors(): boolean {
+  return nestLoadsNatsIoTransport();
 }
