@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ClientKafka, ClientNats, ClientRMQ, Server, ServerNats, ServerRMQ } from '@nestjs/microservices';
+import { ClientKafka, ClientNats, ClientRMQ, RedisContext, Server, ServerNats, ServerRMQ, ServerRedis } from '@nestjs/microservices';
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
@@ -11,6 +11,8 @@ import {
   natsDriverNames,
   natsServerCatchesMessageErrors,
   nestLoadsNatsIoTransport,
+  redisContextHasMetadata,
+  redisServerCatchesMessageErrors,
   rmqQueue,
   rmqReplyQueue,
 } from './nest-compat.js';
@@ -50,6 +52,21 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     // release that gains it, or a Nest 12 that drops it, shows up here.
     const proto = Server.prototype as unknown as Record<string, unknown>;
     expect(typeof proto['runWithProcessingHooks']).toBe(NEST_MAJOR >= 12 ? 'function' : 'undefined');
+  });
+
+  it("knows whether RedisContext holds the packet metadata (Nest 12) or the channel only (Nest 11)", () => {
+    expect(redisContextHasMetadata()).toBe(NEST_MAJOR >= 12);
+    const ctx = new RedisContext(['orders', { traceparent: 'x' }] as unknown as ConstructorParameters<typeof RedisContext>[0]);
+    expect((ctx as { getMetadata?: () => unknown }).getMetadata?.()).toEqual(NEST_MAJOR >= 12 ? { traceparent: 'x' } : undefined);
+    // What the answer stands for, read from Nest's own message handler: the context it builds.
+    const source = String((ServerRedis.prototype as unknown as { handleMessage: unknown }).handleMessage);
+    expect(/RedisContext\(\[pattern, packet\.metadata\]\)/.test(source)).toBe(redisContextHasMetadata());
+  });
+
+  it("knows whether Nest's Redis server catches a rejected handleMessage (Nest 12) or leaves it unhandled (Nest 11)", () => {
+    expect(redisServerCatchesMessageErrors()).toBe(NEST_MAJOR >= 12);
+    const source = String((ServerRedis.prototype as unknown as { getMessageHandler: unknown }).getMessageHandler);
+    expect(/handleMessage\([^)]*\)\s*\.catch\(/.test(source)).toBe(redisServerCatchesMessageErrors());
   });
 
   it("reads the RabbitMQ queues Nest derives from the options (Nest has no getter), its defaults included", () => {

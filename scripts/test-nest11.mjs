@@ -85,6 +85,7 @@ const FILES = [
   'test/two-phase-commit.e2e-spec.ts',
   'test/grpc.e2e-spec.ts',
   'test/grpc-interop.e2e-spec.ts',
+  'test/redis.e2e-spec.ts',
 ];
 
 /** Copied into the work folder on every run (timestamps kept: the Kafka broker build compares them). */
