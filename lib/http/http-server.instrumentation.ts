@@ -17,16 +17,15 @@ import { OtelSdkService } from '../sdk/otel-sdk.service.js';
 import type { HttpServerTracingOptions, OtelModuleOptions } from '../interfaces/otel-module-options.interface.js';
 import {
   ATTR_ERROR_TYPE,
-  ATTR_HTTP_RESPONSE_HEADER_PREFIX,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
 } from '../semconv.js';
 import { existingRequestHook } from '../nest-compat.js';
 import { extractContext } from '../propagation/carrier.js';
+import { callSpanHook, isIgnoredBy } from '../utils/user-hook.js';
 import { recordError } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import {
-  capturedRequestHeaders,
   hasBody,
   httpSpanName,
   httpMethod,
@@ -34,6 +33,7 @@ import {
   samplingAttributes,
 } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { captureBodies, captureRequestHeaders, captureResponseHeaders, compileHttpCapture, type HttpCapture, type ReplyHeaders } from './http-capture.js';
 import { httpRouteNotRecorded, httpServerSpanEndFailed, httpServerSpanStartFailed } from '../otel.messages.js';
 
 /** What we know about one request while it runs; stored in its context. */
@@ -49,6 +49,9 @@ export interface HttpRequestState {
   /** The error a handler threw, kept so that a 5xx answer can record it once with its type. */
   error?: unknown;
   ended: boolean;
+  /** `http.captureBody.response`: the global interceptor keeps the handler's value in `responseBody`. */
+  captureResponseBody?: boolean;
+  responseBody?: unknown;
 }
 
 const HTTP_REQUEST_STATE = createContextKey('otel-nest http request state');
@@ -105,6 +108,9 @@ export interface ResolvedHttpServerOptions {
   ignorePaths: Array<string | RegExp>;
   requestHeaders: string[];
   responseHeaders: string[];
+  requestHook?: HttpServerTracingOptions['requestHook'];
+  responseHook?: HttpServerTracingOptions['responseHook'];
+  ignore?: HttpServerTracingOptions['ignore'];
 }
 
 export function resolveHttpServerOptions(option: OtelModuleOptions['http']): ResolvedHttpServerOptions {
@@ -114,6 +120,9 @@ export function resolveHttpServerOptions(option: OtelModuleOptions['http']): Res
     ignorePaths: given.ignorePaths ?? [],
     requestHeaders: (given.requestHeaders ?? []).map(h => h.toLowerCase()),
     responseHeaders: (given.responseHeaders ?? []).map(h => h.toLowerCase()),
+    requestHook: given.requestHook,
+    responseHook: given.responseHook,
+    ignore: given.ignore,
   };
 }
 
@@ -127,6 +136,8 @@ export function resolveHttpServerOptions(option: OtelModuleOptions['http']): Res
 @Injectable()
 export class HttpServerInstrumentation implements OnModuleInit {
   private readonly options: ResolvedHttpServerOptions;
+  /** Header allow-lists (globs, exclusions) and body capture, compiled once. */
+  private readonly capture: HttpCapture;
   private installed = false;
 
   constructor(
@@ -135,6 +146,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
     @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {
     this.options = resolveHttpServerOptions(moduleOptions.http);
+    this.capture = compileHttpCapture(typeof moduleOptions.http === 'object' && moduleOptions.http !== null ? moduleOptions.http : {});
     if (!this.options.enabled || !adapterHost) {
       return;
     }
@@ -219,6 +231,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
     if (this.options.ignorePaths.length > 0 && this.isIgnored(req.url ?? '/')) {
       return undefined;
     }
+    if (this.options.ignore && isIgnoredBy('http.ignore predicate', this.options.ignore, req)) {
+      return undefined;
+    }
     const method = httpMethod(req.method);
     const active = context.active();
     if (isTracingSuppressed(active)) {
@@ -237,8 +252,8 @@ export class HttpServerInstrumentation implements OnModuleInit {
       span = rpcMetadata.span;
       // The request goes on under its SERVER span, whatever middleware span is active here.
       ctx = trace.setSpan(active, span);
-      if (this.options.requestHeaders.length > 0 && span.isRecording()) {
-        span.setAttributes(capturedRequestHeaders(req, this.options.requestHeaders));
+      if (!this.capture.requestHeaders.empty && span.isRecording()) {
+        span.setAttributes(captureRequestHeaders(req, this.capture.requestHeaders));
       }
     } else {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
@@ -261,12 +276,16 @@ export class HttpServerInstrumentation implements OnModuleInit {
         }
         return ctx;
       }
-      span.setAttributes(requestDetailAttributes(req, this.options.requestHeaders));
+      span.setAttributes(captureRequestHeaders(req, this.capture.requestHeaders, requestDetailAttributes(req, [])));
     }
+    callSpanHook('http.requestHook', this.options.requestHook, span, { request: req });
     const state: HttpRequestState = rpcMetadata
       ? { span, method, enriching, rpcMetadata, ended: false }
       : { span, method, enriching, ended: false };
     ctx = ctx.setValue(HTTP_REQUEST_STATE, state);
+    if (this.capture.body?.response) {
+      state.captureResponseBody = true;
+    }
 
     // Body parsers (and multer and the like) continue the request from the request stream's
     // events, which would otherwise run outside its context. Binding patches the emitter's
@@ -302,9 +321,13 @@ export class HttpServerInstrumentation implements OnModuleInit {
         }
       }
       this.setResponseHeaders(state.span, res, fastifyReply);
+      if (this.capture.body) {
+        captureBodies(state, this.capture.body, req, res, fastifyReply?.request, fastifyReply as ReplyHeaders | undefined);
+      }
       if (res.statusCode >= 500 && state.error !== undefined) {
         recordError(state.span, state.error, String(res.statusCode));
       }
+      callSpanHook('http.responseHook', this.options.responseHook, state.span, { request: req, response: res, route: state.route });
     } catch (err) {
       diagLimited('error', httpServerSpanEndFailed(), err);
     }
@@ -341,6 +364,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
           span.setStatus({ code: SpanStatusCode.ERROR });
         }
       }
+      callSpanHook('http.responseHook', this.options.responseHook, span, { request: req, response: res, route: state.route });
     } catch (err) {
       diagLimited('error', httpServerSpanEndFailed(), err);
     } finally {
@@ -349,14 +373,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
   }
 
   private setResponseHeaders(span: Span, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): void {
-    for (const name of this.options.responseHeaders) {
-      // fastify hands its headers to writeHead() at send time: they are not on the raw response
-      // unless something set them there, so its reply is asked too.
-      const value = res.getHeader(name) ?? fastifyReply?.getHeader?.(name);
-      if (value !== undefined) {
-        span.setAttribute(ATTR_HTTP_RESPONSE_HEADER_PREFIX + name, Array.isArray(value) ? value.map(String) : [String(value)]);
-      }
-    }
+    // fastify hands its headers to writeHead() at send time: they are not on the raw response
+    // unless something set them there, so its reply is asked too.
+    captureResponseHeaders(span, res, fastifyReply as ReplyHeaders | undefined, this.capture.responseHeaders);
   }
 
   private isIgnored(url: string): boolean {

@@ -3,8 +3,9 @@ import { context, diag, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_BATCH_MESSAGE_COUNT, ATTR_MESSAGING_CLIENT_ID, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { producerSpanEnder, startProducerSpan, type MessagingClientTracingOptions } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { messageCaptureOf } from '../shared/message-capture.js';
 import {
   ackAttributes,
   brokerAttributes,
@@ -22,8 +23,11 @@ import { pendingRequestsFor, traceRequestReply } from '../shared/producer-tracer
 import { kafkaAckNotRead, producerSpanStartFailed } from '../../otel.messages.js';
 import type { ClientStatusSubject } from '../shared/client-status.js';
 
-/** Options of {@link OtelClientKafka}: exactly those of Nest's `ClientKafka`. */
-export type OtelClientKafkaOptions = Required<KafkaOptions>['options'];
+/** Options of {@link OtelClientKafka}: those of Nest's `ClientKafka`, plus `otel`. */
+export type OtelClientKafkaOptions = Required<KafkaOptions>['options'] & {
+  /** Publish hook and ignore predicate. Default none. See {@link MessagingClientTracingOptions}. */
+  otel?: MessagingClientTracingOptions;
+};
 
 
 interface ProducerSpan {
@@ -60,8 +64,14 @@ export class OtelClientKafka extends ClientKafka {
   /** Requests in flight, on a Nest whose close() leaves them pending (Nest 11). */
   private readonly pendingRequests = pendingRequestsFor(this);
 
+  private readonly tracing: MessagingClientTracingOptions | undefined;
+
   constructor(options: OtelClientKafkaOptions) {
-    super(options);
+    const { otel, ...kafkaOptions } = options ?? {};
+    super(kafkaOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelClientKafka otel');
+    this.tracing = otel;
     noteTracedTransport(this, 'Kafka client');
   }
 
@@ -80,14 +90,14 @@ export class OtelClientKafka extends ClientKafka {
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return source;
     }
-    return traceRequestReply(source, () => this.startProducer(pattern, false), undefined, this.pendingRequests);
+    return traceRequestReply(source, () => this.startProducer(pattern, false, data), undefined, this.pendingRequests);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    const producer = this.startProducer(pattern, true);
+    const producer = this.startProducer(pattern, true, data);
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
@@ -102,7 +112,7 @@ export class OtelClientKafka extends ClientKafka {
     if (pattern === null || pattern === undefined || !Array.isArray(data?.messages) || data.messages.length === 0) {
       return super.emitBatch<TResult, TInput>(pattern, data);
     }
-    const producer = this.startProducer(pattern, true, data.messages.length);
+    const producer = this.startProducer(pattern, true, data, data.messages.length);
     if (!producer) {
       return super.emitBatch<TResult, TInput>(pattern, data);
     }
@@ -148,7 +158,7 @@ export class OtelClientKafka extends ClientKafka {
   }
 
   /** `batchSize`: the number of records of an `emitBatch()`; they share one span. */
-  private startProducer(pattern: unknown, isEvent: boolean, batchSize?: number): ProducerSpan | undefined {
+  private startProducer(pattern: unknown, isEvent: boolean, data: unknown, batchSize?: number): ProducerSpan | undefined {
     try {
       const topic = this.normalizePattern(pattern as Parameters<ClientKafka['normalizePattern']>[0]);
       // Property writes rather than spreads: this runs for every message.
@@ -157,7 +167,10 @@ export class OtelClientKafka extends ClientKafka {
       if (batchSize !== undefined) {
         attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchSize;
       }
-      const { span, ctx } = startProducerSpan({ system: KAFKA_SYSTEM, destination: topic, pattern: topic, isEvent, attributes });
+      const { span, ctx } = startProducerSpan(
+        { system: KAFKA_SYSTEM, destination: topic, pattern: topic, isEvent, attributes, data },
+        this.tracing,
+      );
       const sink: ProducerSpanSink = {
         span,
         onRecord: (record) => {

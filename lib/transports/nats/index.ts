@@ -2,7 +2,7 @@ import type { CustomStrategy } from '@nestjs/microservices';
 import { OtelServerNats, type OtelServerNatsOptions } from './otel-server-nats.js';
 
 export { OtelServerNats, type OtelServerNatsOptions } from './otel-server-nats.js';
-export { OtelClientNats } from './otel-client-nats.js';
+export { OtelClientNats, type OtelClientNatsOptions } from './otel-client-nats.js';
 export { natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 
 /**

@@ -2,15 +2,28 @@ import { ClientNats, type NatsOptions, type PacketId, type ReadPacket } from '@n
 import { context, createContextKey, diag, ROOT_CONTEXT, type Context, type Span } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_BODY_SIZE, ATTR_MESSAGING_MESSAGE_CONVERSATION_ID } from '../../semconv.js';
-import { bodySize, injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import {
+  bodySize,
+  injectContext,
+  producerSpanEnder,
+  startProducerSpan,
+  type MessagingClientTracingOptions,
+} from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { captureMessageHeaders, messageCaptureOf } from '../shared/message-capture.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsDestination, natsServerAttributes } from './nats.attributes.js';
-import { copyNatsHeaders, loadNatsDriver, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
+import { copyNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 import { pendingRequestsFor, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 import { messageContextNotAdded, producerSpanStartFailed } from '../../otel.messages.js';
 import type { ClientStatusSubject } from '../shared/client-status.js';
 
 type NatsClientOptions = Required<NatsOptions>['options'];
+
+/** Options of {@link OtelClientNats}: Nest's NATS client options, plus `otel`. */
+export type OtelClientNatsOptions = NatsClientOptions & {
+  /** Publish hook and ignore predicate. Default none. See {@link MessagingClientTracingOptions}. */
+  otel?: MessagingClientTracingOptions;
+};
 
 
 /** The PRODUCER span of the message being sent, in the context Nest's send/emit path runs in. */
@@ -50,9 +63,15 @@ export class OtelClientNats extends ClientNats {
   /** The options as given (Nest keeps its copy in a protected field). */
   private readonly natsOptions: NatsClientOptions;
 
-  constructor(options: NatsClientOptions = {}) {
-    super(options);
-    this.natsOptions = options;
+  private readonly tracing: MessagingClientTracingOptions | undefined;
+
+  constructor(options: OtelClientNatsOptions = {}) {
+    const { otel, ...natsOptions } = options ?? {};
+    super(natsOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelClientNats otel');
+    this.natsOptions = natsOptions;
+    this.tracing = otel;
     noteTracedTransport(this, 'NATS client');
   }
 
@@ -81,14 +100,14 @@ export class OtelClientNats extends ClientNats {
     if (isNil(pattern) || isNil(data)) {
       return source;
     }
-    return traceRequestReply(source, () => this.startProducer(pattern, false), undefined, this.pendingRequests);
+    return traceRequestReply(source, () => this.startProducer(pattern, false, data), undefined, this.pendingRequests);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     if (isNil(pattern) || isNil(data)) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    const producer = this.startProducer(pattern, true);
+    const producer = this.startProducer(pattern, true, data);
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
@@ -110,6 +129,11 @@ export class OtelClientNats extends ClientNats {
    */
   protected override mergeHeaders<THeaders = any>(requestHeaders?: THeaders): any {
     const merged = super.mergeHeaders<THeaders>(requestHeaders) as NatsHeaders | undefined;
+    const span = this.tracing?.captureHeaders ? activeProducerSpan() : undefined;
+    if (span) {
+      // The application's headers, before the trace context is added.
+      span.setAttributes(captureMessageHeaders(messageCaptureOf(this.tracing), merged, natsHeaderGetter, {}));
+    }
     try {
       const headers = copyNatsHeaders(merged);
       if (!headers) {
@@ -156,7 +180,7 @@ export class OtelClientNats extends ClientNats {
     }
   }
 
-  private startProducer(pattern: unknown, isEvent: boolean): Producer | undefined {
+  private startProducer(pattern: unknown, isEvent: boolean, data: unknown): Producer | undefined {
     try {
       const destination = this.normalizePattern(pattern as Parameters<ClientNats['normalizePattern']>[0]);
       const { span, ctx } = startProducerSpan({
@@ -165,7 +189,8 @@ export class OtelClientNats extends ClientNats {
         pattern: destination,
         isEvent,
         attributes: natsServerAttributes(this.natsOptions?.servers, connectedNatsServer(this.connection())),
-      });
+        data,
+      }, this.tracing);
       return { ctx: ctx.setValue(PRODUCER_SPAN, span), end: producerSpanEnder(span) };
     } catch (err) {
       diag.error(producerSpanStartFailed('NATS'), err);

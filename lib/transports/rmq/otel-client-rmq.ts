@@ -15,8 +15,14 @@ import {
   ATTR_MESSAGING_RABBITMQ_ROUTING_KEY,
 } from '../../semconv.js';
 import { addAttributes } from '../../utils/attributes.js';
-import { injectContext, producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import {
+  injectContext,
+  producerSpanEnder,
+  startProducerSpan,
+  type MessagingClientTracingOptions,
+} from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { messageCaptureOf } from '../shared/message-capture.js';
 import { DIRECT_REPLY_TO, publishDestination, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderSetter } from './rmq.carrier.js';
 import { closeFailsPendingRequests, rmqQueue, rmqReplyQueue } from '../../nest-compat.js';
@@ -30,8 +36,11 @@ import {
 } from '../shared/producer-tracer.js';
 import type { ClientStatusSubject } from '../shared/client-status.js';
 
-/** Options of {@link OtelClientRMQ}: exactly Nest's RabbitMQ client options. */
-export type OtelClientRmqOptions = NonNullable<RmqOptions['options']>;
+/** Options of {@link OtelClientRMQ}: Nest's RabbitMQ client options, plus `otel`. */
+export type OtelClientRmqOptions = NonNullable<RmqOptions['options']> & {
+  /** Publish hook and ignore predicate. Default none. See {@link MessagingClientTracingOptions}. */
+  otel?: MessagingClientTracingOptions;
+};
 
 
 interface Producer {
@@ -77,9 +86,15 @@ export class OtelClientRMQ extends ClientRMQ {
   /** The options as given (Nest keeps its copy, and the queues it derives, in protected fields). */
   private readonly rmqOptions: OtelClientRmqOptions;
 
+  private readonly tracing: MessagingClientTracingOptions | undefined;
+
   constructor(options: OtelClientRmqOptions) {
-    super(options);
-    this.rmqOptions = options ?? {};
+    const { otel, ...rmqOptions } = options ?? {};
+    super(rmqOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelClientRMQ otel');
+    this.rmqOptions = rmqOptions;
+    this.tracing = otel;
     noteTracedTransport(this, 'RabbitMQ client');
     this.connectionAttributes = serverAttributes(options?.urls);
   }
@@ -215,7 +230,8 @@ export class OtelClientRMQ extends ClientRMQ {
           pattern: patternString,
           isEvent,
           attributes,
-        }),
+          data,
+        }, this.tracing),
       );
       const producer: Producer = { span, end: producerSpanEnder(span) };
       return { span, end: producer.end, ctx: ctx.setValue(PRODUCER, producer) };

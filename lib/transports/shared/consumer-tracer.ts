@@ -1,7 +1,9 @@
 import { context, diag } from '@opentelemetry/api';
 import { Observable } from 'rxjs';
 import { consumerSpanEndFailed, consumerSpanStartFailed } from '../../otel.messages.js';
+import { isIgnoredBy } from '../../utils/user-hook.js';
 import {
+  consumeInfo,
   endConsumerSpan,
   getConsumerState,
   resolveConsumePolicy,
@@ -69,10 +71,11 @@ export class ConsumerTracer<Ctx extends object> {
     let spanContext;
     try {
       const description = isObject(ctx) ? this.describe(ctx as Ctx) : undefined;
-      if (description && isObject(ctx)) {
-        const isEvent = this.events.has(ctx);
+      const isEvent = isObject(ctx) && this.events.has(ctx);
+      if (description && isObject(ctx) && !this.isIgnored(description, isEvent, ctx)) {
         const handler = this.server.getHandlerByPattern(description.pattern);
-        const started = startConsumerSpan(description, isEvent, resolveConsumePolicy(handler, isEvent, this.options));
+        const policy = resolveConsumePolicy(handler, isEvent, this.options);
+        const started = startConsumerSpan(description, isEvent, policy, this.options, ctx);
         state = started.state;
         spanContext = started.ctx;
         this.states.set(ctx, state);
@@ -157,6 +160,11 @@ export class ConsumerTracer<Ctx extends object> {
           }
         : subscription;
     });
+  }
+
+  private isIgnored(description: IncomingMessageDescription<any>, isEvent: boolean, ctx: unknown): boolean {
+    const ignore = this.options?.ignore;
+    return ignore !== undefined && isIgnoredBy('server ignore predicate', ignore, consumeInfo(description, isEvent, ctx));
   }
 
   private end(ctx: unknown): void {

@@ -1,4 +1,5 @@
 import {
+  INVALID_SPAN_CONTEXT,
   context,
   createContextKey,
   diag,
@@ -28,8 +29,11 @@ import {
 import { addAttributes } from '../../utils/attributes.js';
 import { errorTypeOf, recordError } from '../../utils/record-error.js';
 import { extractContext } from '../../propagation/carrier.js';
+import { getRequestId, setRequestId } from '../../propagation/request-id.propagator.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 import { producerSpanNotCompleted } from '../../otel.messages.js';
+import { captureMessageBody, captureMessageHeaders, messageCaptureOf, type MessageCapture, type MessageCaptureOptions } from './message-capture.js';
+import { callSpanHook, isIgnoredBy, type SpanHook } from '../../utils/user-hook.js';
 
 /**
  * How a consumer span relates to the producer's context that came with the message (the one type
@@ -45,12 +49,63 @@ export type ConsumePolicy = 'parent' | 'link' | 'parent+link';
 /** Key under which `@Traced({ consume })` (or `@EventPattern(p, { otelConsume })`) stores a handler's policy in Nest's pattern extras. */
 export const OTEL_CONSUME_EXTRA = 'otelConsume';
 
+/** What the consume hooks and `ignore` of a traced transport server are told about a message. */
+export interface ConsumeInfo {
+  /** `messaging.system` (`nats`, `rabbitmq`, `kafka`, ...). */
+  system: string;
+  /** The Nest pattern the handler is registered under. */
+  pattern: string;
+  /** `messaging.destination.name`: the subject, queue, topic or channel it came from. */
+  destination: string;
+  /** True for `@EventPattern` handlers, false for request-reply. */
+  isEvent: boolean;
+  /** Nest's transport context for the message (`NatsContext`, `RmqContext`, `KafkaContext`, ...): headers, raw message. */
+  context: unknown;
+}
+
+/** What `replyHook` is told when a message's processing has ended. */
+export interface ReplyInfo extends ConsumeInfo {
+  /** The error the handler pipeline ended with (thrown, or an error reply), if any. */
+  error?: unknown;
+}
+
+/** What the publish hook and `ignore` of a traced transport client are told about a message. */
+export interface PublishInfo {
+  system: string;
+  pattern: string;
+  destination: string;
+  /** True for `emit()`, false for `send()`. */
+  isEvent: boolean;
+  /** The payload as given to `send()` / `emit()` (before serialization). */
+  data: unknown;
+}
+
 /** Tracing options every traced transport server accepts under `otel` in its options. */
-export interface MessagingServerTracingOptions {
+export interface MessagingServerTracingOptions extends MessageCaptureOptions {
   /** Policy for `@EventPattern` handlers. Default `'link'`. */
   eventConsume?: ConsumePolicy;
   /** Policy for `@MessagePattern` (request-reply) handlers. Default `'parent'`. */
   messageConsume?: ConsumePolicy;
+  /**
+   * Called with the CONSUMER span (recording spans only) before the handler pipeline runs: add
+   * attributes from the message. A hook that throws is logged and ignored. Default none.
+   */
+  consumeHook?: SpanHook<ConsumeInfo>;
+  /** Called with the CONSUMER span just before it ends (after the reply, or the error). Default none. */
+  replyHook?: SpanHook<ReplyInfo>;
+  /** Messages for which it returns true get no span (their handler still runs). Default none. */
+  ignore?: (info: ConsumeInfo) => boolean;
+}
+
+/** Tracing options every traced transport client accepts under `otel` in its options. */
+export interface MessagingClientTracingOptions extends MessageCaptureOptions {
+  /** Called with the PRODUCER span (recording spans only) before the message is sent. Default none. */
+  publishHook?: SpanHook<PublishInfo>;
+  /**
+   * Messages for which it returns true get no PRODUCER span; they still carry the caller's
+   * context, so the consumer continues the caller's trace. Default none.
+   */
+  ignore?: (info: PublishInfo) => boolean;
 }
 
 const POLICIES: readonly ConsumePolicy[] = ['parent', 'link', 'parent+link'];
@@ -130,6 +185,10 @@ export interface ConsumerState {
   /** The first error seen (handler, pipe, interceptor, or an error reply); recorded once at the end. */
   error?: unknown;
   ended: boolean;
+  /** The server's body capture, until the handler's data is recorded (see handler-span.ts). */
+  capture?: MessageCapture;
+  /** The server's reply hook and what it is told, when it has one. */
+  reply?: { hook: SpanHook<ReplyInfo>; info: ConsumeInfo };
 }
 
 const CONSUMER_STATE = createContextKey('otel-nest messaging consumer state');
@@ -162,6 +221,8 @@ export function startConsumerSpan<C>(
   message: IncomingMessageDescription<C>,
   isEvent: boolean,
   policy: ConsumePolicy,
+  hooks?: Pick<MessagingServerTracingOptions, 'consumeHook' | 'replyHook' | 'captureHeaders' | 'captureBody'>,
+  transportContext?: unknown,
 ): { state: ConsumerState; ctx: Context } {
   const extracted = extractContext(message.carrier, message.getter, ROOT_CONTEXT, baggageChannelOf(message.system));
   const producer = trace.getSpanContext(extracted);
@@ -174,6 +235,11 @@ export function startConsumerSpan<C>(
     // A new trace, but the producer's baggage (tenant, user, saga id) still applies.
     const baggage = propagation.getBaggage(extracted);
     parent = baggage ? propagation.setBaggage(ROOT_CONTEXT, baggage) : ROOT_CONTEXT;
+    // So does the request id of the requestId bridge: it correlates across traces.
+    const requestId = getRequestId(extracted);
+    if (requestId !== undefined) {
+      parent = setRequestId(parent, requestId);
+    }
   }
   // Plain property writes: cheaper per message than an object literal with computed keys and a spread.
   const attributes: Attributes = {};
@@ -184,13 +250,36 @@ export function startConsumerSpan<C>(
   attributes[ATTR_NESTJS_PATTERN] = message.pattern;
   attributes[ATTR_NESTJS_HANDLER_TYPE] = isEvent ? 'event' : 'message';
   addAttributes(attributes, message.attributes);
+  const capture = messageCaptureOf(hooks);
+  captureMessageHeaders(capture, message.carrier, message.getter, attributes);
   const span = getOtelNestTracer().startSpan(
     messagingSpanName('process', message),
     { kind: SpanKind.CONSUMER, links, attributes },
     parent,
   );
   const state: ConsumerState = { span, isEvent, ended: false };
+  if (capture?.bodyMaxBytes !== undefined && span.isRecording()) {
+    state.capture = capture;
+  }
+  if (hooks && (hooks.consumeHook || hooks.replyHook) && span.isRecording()) {
+    const info = consumeInfo(message, isEvent, transportContext);
+    callSpanHook('consumeHook', hooks.consumeHook, span, info);
+    if (hooks.replyHook) {
+      state.reply = { hook: hooks.replyHook, info };
+    }
+  }
   return { state, ctx: trace.setSpan(parent, span).setValue(CONSUMER_STATE, state) };
+}
+
+/** What the consume hooks and `ignore` are told about `message`. */
+export function consumeInfo(message: IncomingMessageDescription<unknown>, isEvent: boolean, transportContext: unknown): ConsumeInfo {
+  return {
+    system: message.system,
+    pattern: message.pattern,
+    destination: message.destination,
+    isEvent,
+    context: transportContext,
+  };
 }
 
 /** Ends a consumer span once; a recorded error makes it ERROR with `error.type`. */
@@ -200,6 +289,9 @@ export function endConsumerSpan(state: ConsumerState): void {
   }
   state.ended = true;
   try {
+    if (state.reply) {
+      callSpanHook('replyHook', state.reply.hook, state.span, { ...state.reply.info, error: state.error });
+    }
     if (state.error !== undefined) {
       recordError(state.span, state.error, rpcErrorType(state.error));
     }
@@ -229,14 +321,24 @@ export interface OutgoingMessageDescription extends MessageDestination {
   /** `message` for `send()` (request-reply), `event` for `emit()`. */
   isEvent: boolean;
   attributes?: Attributes;
+  /** The payload, for the client's `publishHook` / `ignore` (see {@link MessagingClientTracingOptions}). */
+  data?: unknown;
 }
 
 /**
  * Starts the PRODUCER span `send {destination}` as a child of the active context. Returns the span
  * and the context to inject into the message (so the consumer's parent or link is this span).
  */
-export function startProducerSpan(message: OutgoingMessageDescription): { span: Span; ctx: Context } {
+export function startProducerSpan(
+  message: OutgoingMessageDescription,
+  hooks?: MessagingClientTracingOptions,
+): { span: Span; ctx: Context } {
   const active = context.active();
+  const info = hooks && (hooks.publishHook || hooks.ignore) ? publishInfo(message) : undefined;
+  if (info && isIgnoredBy('client ignore predicate', hooks!.ignore, info)) {
+    // No span of ours: a non-recording stand-in (ending it does nothing), and the caller's context goes out.
+    return { span: trace.wrapSpanContext(trace.getSpanContext(active) ?? INVALID_SPAN_CONTEXT), ctx: active };
+  }
   const attributes: Attributes = {};
   attributes[ATTR_MESSAGING_SYSTEM] = message.system;
   attributes[ATTR_MESSAGING_OPERATION_NAME] = 'send';
@@ -246,7 +348,23 @@ export function startProducerSpan(message: OutgoingMessageDescription): { span: 
   attributes[ATTR_NESTJS_HANDLER_TYPE] = message.isEvent ? 'event' : 'message';
   addAttributes(attributes, message.attributes);
   const span = getOtelNestTracer().startSpan(messagingSpanName('send', message), { kind: SpanKind.PRODUCER, attributes }, active);
+  if (info) {
+    callSpanHook('publishHook', hooks!.publishHook, span, info);
+  }
+  if (hooks?.captureBody && span.isRecording()) {
+    captureMessageBody(messageCaptureOf(hooks), message.data, span);
+  }
   return { span, ctx: trace.setSpan(active, span) };
+}
+
+function publishInfo(message: OutgoingMessageDescription): PublishInfo {
+  return {
+    system: message.system,
+    pattern: message.pattern,
+    destination: message.destination,
+    isEvent: message.isEvent,
+    data: message.data,
+  };
 }
 
 /**
