@@ -29,4 +29,5 @@ export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';
 export * from './transports/grpc/index.js';
+export * from './transports/tcp/index.js';
 export * from './transports/redis/index.js';

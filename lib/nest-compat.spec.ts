@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ClientKafka, ClientNats, ClientRMQ, RedisContext, Server, ServerNats, ServerRMQ, ServerRedis } from '@nestjs/microservices';
+import { ClientKafka, ClientNats, ClientRMQ, ClientTCP, RedisContext, Server, ServerNats, ServerRMQ, ServerRedis, ServerTCP } from '@nestjs/microservices';
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
@@ -15,6 +15,7 @@ import {
   redisServerCatchesMessageErrors,
   rmqQueue,
   rmqReplyQueue,
+  tcpContextCarriesMetadata,
 } from './nest-compat.js';
 import { loadedNatsDriver, loadNatsDriver } from './transports/nats/nats.carrier.js';
 
@@ -92,5 +93,13 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     expect(existingRequestHook(adapter)).toBe(hook);
     await (adapter as { close?: () => Promise<unknown> }).close?.();
   });
-});
 
+  it("knows whether Nest's TCP transport carries the packet metadata (Nest 12) or drops it (Nest 11)", () => {
+    expect(tcpContextCarriesMetadata()).toBe(NEST_MAJOR >= 12);
+    // What the answer stands for, read from Nest's own TCP server and client.
+    const handleMessage = String((ServerTCP.prototype as unknown as { handleMessage: unknown }).handleMessage);
+    expect(/packet\.metadata/.test(handleMessage)).toBe(tcpContextCarriesMetadata());
+    const client = new ClientTCP({}) as unknown as Record<string, unknown>;
+    expect(typeof client['setOnDispatchHook']).toBe(tcpContextCarriesMetadata() ? 'function' : 'undefined');
+  });
+});

@@ -1,4 +1,4 @@
-import { RedisContext, Server } from '@nestjs/microservices';
+import { RedisContext, Server, TcpContext } from '@nestjs/microservices';
 
 /**
  * What otel-nest needs to know about the Nest it runs in, where Nest 11 and 12 differ
@@ -104,4 +104,14 @@ export function redisContextHasMetadata(): boolean {
  */
 export function redisServerCatchesMessageErrors(): boolean {
   return nestLoadsNatsIoTransport();
+}
+
+/**
+ * Whether Nest's TCP transport carries the packet envelope's `metadata`: Nest 12 hands it to the
+ * server's `TcpContext` (`getMetadata()`, from `ReadPacket.metadata`). Nest 11's `TcpContext` has
+ * only the socket and the pattern; its server parses the field with the rest of the JSON packet
+ * and drops it, so the traced TCP server reads it from the deserialized packet instead.
+ */
+export function tcpContextCarriesMetadata(): boolean {
+  return typeof (TcpContext.prototype as unknown as Record<string, unknown>)['getMetadata'] === 'function';
 }

@@ -619,7 +619,7 @@ export function startupSummary(parts: StartupSummaryParts): string {
 // ---------------------------------------------------------------------------------------------
 
 /** The transports as users know them, in the messages below. */
-export type TransportName = 'NATS' | 'RabbitMQ' | 'Kafka' | 'Redis';
+export type TransportName = 'NATS' | 'RabbitMQ' | 'Kafka' | 'Redis' | 'TCP';
 
 export function consumerSpanStartFailed(): string {
   return `${MESSAGE_PREFIX} could not start the CONSUMER span; the message is handled untraced.`;
@@ -705,6 +705,14 @@ export function grpcSpanStartFailed(kind: 'CLIENT' | 'SERVER'): string {
 
 export function grpcSpanEndFailed(kind: 'CLIENT' | 'SERVER'): string {
   return `${MESSAGE_PREFIX} could not end the gRPC ${kind} span.`;
+}
+
+export function tcpSpanStartFailed(kind: 'CLIENT' | 'SERVER'): string {
+  return `${MESSAGE_PREFIX} could not start the TCP ${kind} span; the request is handled untraced.`;
+}
+
+export function tcpSpanEndFailed(kind: 'CLIENT' | 'SERVER'): string {
+  return `${MESSAGE_PREFIX} could not end a TCP ${kind} span.`;
 }
 
 export function grpcMetadataNotWritten(key: string): string {
