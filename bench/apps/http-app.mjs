@@ -103,6 +103,13 @@ serve({
   flush: async () => {
     await probe.flush();
   },
+  /** Writes a heap snapshot after a full GC (bench/heap-diff.mjs); returns its path. */
+  heapSnapshot: async ({ file }) => {
+    await probe.flush();
+    globalThis.gc?.();
+    const { writeHeapSnapshot } = await import('node:v8');
+    return writeHeapSnapshot(file);
+  },
   stats: () => ({
     handled,
     // With --expose-gc, the snapshot also has what is live after a full collection.
