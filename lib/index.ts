@@ -5,6 +5,8 @@ export type {
   ExporterOption,
   HttpClientTracingOptions,
   HttpServerTracingOptions,
+  HttpBodyCaptureOptions,
+  RedactionOptions,
   OtelModuleOptions,
   OtlpHttpExporterOptions,
   PropagatorName,
@@ -16,6 +18,8 @@ export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
 export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
 export { OtelSdkService } from './sdk/otel-sdk.service.js';
 export { BaggageAttributesSpanProcessor } from './sdk/baggage-attributes.processor.js';
+export { RedactionSpanProcessor } from './redaction/redaction.processor.js';
+export { BUILTIN_REDACTION_PATTERNS, DEFAULT_REDACTED_KEYS, type BuiltinRedactionPattern } from './redaction/redaction-rules.js';
 export { OtelConfigError } from './otel.messages.js';
 export { instrumentAxios, type AxiosLike } from './http/http-client.instrumentation.js';
 export { withContext, bindObservableToContext } from './utils/run-in-context.js';
@@ -25,6 +29,7 @@ export {
   type MessagingServerTracingOptions,
 } from './transports/shared/messaging-tracing.js';
 export { SEND_CANCELLED } from './transports/shared/producer-tracer.js';
+export type { MessageCaptureOptions, MessageBodyCaptureOptions } from './transports/shared/message-capture.js';
 export * from './transports/nats/index.js';
 export * from './transports/rmq/index.js';
 export * from './transports/kafka/index.js';

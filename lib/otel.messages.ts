@@ -157,6 +157,14 @@ export function invalidOption(hint: OptionHintKey, path: string, got: unknown): 
   return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
 }
 
+/**
+ * Like {@link invalidOption}, for options whose expectation is given by the caller (the nested
+ * `redact`, `http.captureBody` and transport `otel` options).
+ */
+export function invalidOptionValue(path: string, expected: string, example: string, got: unknown): string {
+  return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
+}
+
 /** Unknown keys in an options object; `suggestions` maps a wrong key to the one probably meant. */
 export function unknownOptions(
   where: string,
@@ -746,4 +754,23 @@ export function retryBackoffThrew(): string {
 
 export function viewerRequestFailed(): string {
   return `${MESSAGE_PREFIX} trace viewer: a request failed.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redaction and capture (lib/redaction, lib/http/http-capture.ts, lib/transports/shared/message-capture.ts)
+// ---------------------------------------------------------------------------------------------
+
+export function redactionFailed(): string {
+  return `${MESSAGE_PREFIX} could not redact a span before export; it is exported as it is.`;
+}
+
+export function captureFailed(what: string): string {
+  return `${MESSAGE_PREFIX} could not capture ${what}; the span goes on without it.`;
+}
+
+export function foreignProviderRedaction(): string {
+  return (
+    `${MESSAGE_PREFIX} the application's own tracer provider is used, so otel-nest's redaction (on by default) ` +
+    'does not apply to it. Add `new RedactionSpanProcessor()` to its span processors, before the one that exports.'
+  );
 }

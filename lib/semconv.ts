@@ -33,6 +33,21 @@ export const ATTR_HTTP_REQUEST_HEADER_PREFIX = 'http.request.header.';
 /** Prefix of opt-in response header attributes. */
 export const ATTR_HTTP_RESPONSE_HEADER_PREFIX = 'http.response.header.';
 
+// Captured bodies and message headers (opt-in). No semantic convention names a body or a generic
+// message header attribute, so they live in the library's namespace. `.content` rather than the
+// bare `...body`, which would coincide with the namespace of `.truncated` (the conventions' rule).
+/** The request body as the framework parsed it, JSON or text, cut to the byte budget. */
+export const ATTR_NESTJS_HTTP_REQUEST_BODY = 'nestjs.http.request.body.content';
+/** `true` when the recorded request body was cut to the byte budget; never set otherwise. */
+export const ATTR_NESTJS_HTTP_REQUEST_BODY_TRUNCATED = 'nestjs.http.request.body.truncated';
+export const ATTR_NESTJS_HTTP_RESPONSE_BODY = 'nestjs.http.response.body.content';
+export const ATTR_NESTJS_HTTP_RESPONSE_BODY_TRUNCATED = 'nestjs.http.response.body.truncated';
+/** Prefix of captured message headers: `nestjs.message.header.<lower-case name>`, string arrays. */
+export const ATTR_NESTJS_MESSAGE_HEADER_PREFIX = 'nestjs.message.header.';
+/** A message payload (consumed or sent), JSON or text, cut to the byte budget. */
+export const ATTR_NESTJS_MESSAGE_BODY = 'nestjs.message.body.content';
+export const ATTR_NESTJS_MESSAGE_BODY_TRUNCATED = 'nestjs.message.body.truncated';
+
 /** `code.function.name`: the fully-qualified method a `@Traced` span wraps (`OrdersService.place`). */
 export const ATTR_CODE_FUNCTION_NAME = 'code.function.name';
 

@@ -4,6 +4,7 @@ import { getHttpRequestState } from '../http/http-server.instrumentation.js';
 import { handlerNotNamed } from '../otel.messages.js';
 import { ATTR_NESTJS_CONTROLLER, ATTR_NESTJS_HANDLER } from '../semconv.js';
 import { getConsumerState } from '../transports/shared/messaging-tracing.js';
+import { captureMessageBody } from '../transports/shared/message-capture.js';
 import { diagLimited } from '../utils/diag-limited.js';
 
 /** What the interceptor and the guard share of an HTTP request's or a message's state. */
@@ -29,6 +30,12 @@ export function nameHandlerSpan(executionContext: ExecutionContext): HandledSpan
     state.span.setAttribute(ATTR_NESTJS_HANDLER, executionContext.getHandler().name);
   } catch (err) {
     diagLimited('error', handlerNotNamed(), err);
+  }
+  const consumer = type === 'rpc' ? (state as ReturnType<typeof getConsumerState>) : undefined;
+  if (consumer?.capture !== undefined) {
+    // The handler's data, as Nest deserialized it: what a message body means to the application.
+    captureMessageBody(consumer.capture, executionContext.switchToRpc().getData(), state.span);
+    consumer.capture = undefined;
   }
   return state;
 }

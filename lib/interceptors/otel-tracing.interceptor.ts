@@ -17,8 +17,15 @@ export class OtelTracingInterceptor implements NestInterceptor {
     if (!state) {
       return next.handle();
     }
+    const capture = (state as { captureResponseBody?: boolean; responseBody?: unknown }).captureResponseBody
+      ? (value: unknown) => {
+          // http.captureBody.response: the first value is the response body (recorded when it ends).
+          (state as { responseBody?: unknown }).responseBody ??= value;
+        }
+      : undefined;
     return next.handle().pipe(
       tap({
+        next: capture,
         error: (err: unknown) => {
           state.error ??= err;
         },

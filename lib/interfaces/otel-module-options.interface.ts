@@ -1,5 +1,6 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { BuiltinRedactionPattern } from '../redaction/redaction-rules.js';
 
 /** A propagator this module knows by name (the values of `OTEL_PROPAGATORS`). */
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'none';
@@ -70,11 +71,77 @@ export interface HttpServerTracingOptions {
   ignorePaths?: Array<string | RegExp>;
   /**
    * Request headers recorded as `http.request.header.<name>` (lower-case names, allow-list).
+   * Names are matched without case; `*` in a name is a wildcard (`'x-*'`), and a name starting with
+   * `!` excludes what it matches, whatever the order (`['x-*', '!x-internal-*']`). Values are then
+   * redacted like every attribute (`authorization` arrives as `[REDACTED]` unless `redact: false`).
    * Default: none (the semantic conventions make header capture opt-in).
    */
   requestHeaders?: string[];
-  /** Response headers recorded as `http.response.header.<name>`. Default: none. */
+  /** Response headers recorded as `http.response.header.<name>`, as {@link requestHeaders}. Default: none. */
   responseHeaders?: string[];
+  /**
+   * Opt-in body capture: `true` is `{ request: true, response: true }`. Default: off.
+   * See {@link HttpBodyCaptureOptions}.
+   */
+  captureBody?: boolean | HttpBodyCaptureOptions;
+}
+
+/**
+ * HTTP body capture: the request body as the framework parsed it (`req.body` after Nest's body
+ * parser; the stream is never read) as `nestjs.http.request.body`, and the handler's response
+ * value as `nestjs.http.response.body` (seen by the global interceptor, so not with
+ * `globalInterceptor: false`). Only for text content types; never for Buffers, streams or binary
+ * types. The values of sensitive keys in a JSON or form body are masked before recording (the
+ * `redact` keys; off with `redact: false`); the text then goes through redaction like any attribute.
+ */
+export interface HttpBodyCaptureOptions {
+  /** Record request bodies. Default `false`. */
+  request?: boolean;
+  /** Record response bodies. Default `false`. */
+  response?: boolean;
+  /**
+   * At most this many UTF-8 bytes per body (cut on a character boundary); a cut body also gets
+   * `nestjs.http.request.body.truncated` / `nestjs.http.response.body.truncated` = `true`.
+   * A positive integer. Default `2048`.
+   */
+  maxBytes?: number;
+  /**
+   * Content types whose bodies are recorded, without parameters; `type/*` is a wildcard.
+   * Default `['application/json', 'text/*', 'application/x-www-form-urlencoded']`.
+   */
+  contentTypes?: string[];
+}
+
+/**
+ * The `redact` option. Each list is compared without case and without `-`/`_`, with a key's last
+ * `.` segment and that segment's word suffixes (`password` masks `app.user.password`,
+ * `userPassword` and `http.request.header.x-password`).
+ */
+export interface RedactionOptions {
+  /**
+   * Keys whose values are masked, replacing the built-in list. Default: password, passwd, pwd,
+   * secret, token, access_token, refresh_token, id_token, api_key, apikey, x-api-key, authorization,
+   * proxy-authorization, cookie, set-cookie, credit_card, card_number, cvv, cvc, ssn, private_key,
+   * client_secret, session_id.
+   */
+  keys?: string[];
+  /** Keys masked in addition to `keys` (or to the built-in list). Default none. */
+  extraKeys?: string[];
+  /**
+   * Query parameters whose values are masked in `url.full`, `url.query`, `http.url` and
+   * `http.target`, the rest of the URL kept. Default: the keys, plus sig, signature,
+   * AWSAccessKeyId, X-Amz-Credential, X-Amz-Security-Token, X-Amz-Signature, X-Goog-Signature.
+   */
+  queryParams?: string[];
+  /**
+   * Value patterns masked inside any string attribute, event attribute and the status message:
+   * built-in names (`'bearer'`, `'jwt'`, `'aws-access-key'`, `'private-key'`, `'card-number'`)
+   * or your own RegExps (which run on every string value; the built-ins only after a cheap
+   * precheck). `[]` turns value patterns off. Default: all built-ins.
+   */
+  patterns?: Array<BuiltinRedactionPattern | RegExp>;
+  /** What replaces a masked value or match. Default `'[REDACTED]'`. */
+  replacement?: string;
 }
 
 /** Outgoing HTTP tracing. */
@@ -126,6 +193,15 @@ export interface OtelModuleOptions {
   propagators?: PropagatorName[] | TextMapPropagator;
   /** Extra span processors added after the exporter's (e.g. a redaction processor). Default none. */
   spanProcessors?: SpanProcessor[];
+  /**
+   * Redaction of secrets before export, ON by default: attribute and event values under sensitive
+   * keys, sensitive query parameters in URLs, and bearer tokens, JWTs, AWS access keys, PEM private
+   * keys and card numbers anywhere in a string (see {@link RedactionOptions} and
+   * `RedactionSpanProcessor`). It runs after `spanProcessors`, right before the export. `false`
+   * turns it off; an object changes the rules. Applies also to an SDK started by
+   * `otel-nest/register`; with your own SDK, add `RedactionSpanProcessor` to it. Default `true`.
+   */
+  redact?: boolean | RedactionOptions;
   /**
    * Baggage keys copied onto every span started in this process as attributes of the same name
    * (e.g. `['tenant.id', 'user.id']`). An attribute given to `startSpan` wins. Applies also to an SDK

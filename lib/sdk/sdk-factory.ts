@@ -30,6 +30,7 @@ import { RandomTraceFlagSpanProcessor } from '../propagation/random-flag.process
 import { W3CTraceContextPropagator } from '../propagation/trace-context.propagator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import { RedactionSpanProcessor, setActiveRedactionProcessor } from '../redaction/redaction.processor.js';
 import {
   CappedBatchSpanProcessor,
   EXPORT_DEADLINE_GRACE_MS,
@@ -57,6 +58,8 @@ export interface TracerProviderBundle {
   propagator: TextMapPropagator;
   /** First span processor of the provider; its keys can change while it runs. */
   baggageProcessor: BaggageAttributesSpanProcessor;
+  /** The processor that redacts before export (right before the export processor); its rules can change while it runs. */
+  redactionProcessor: RedactionSpanProcessor;
   /** Export results, drops and outage episodes; undefined when nothing is exported. */
   exportHealth: ExportHealth | undefined;
 }
@@ -75,6 +78,9 @@ export interface RegisteredGlobals {
  */
 export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderBundle {
   const baggageProcessor = new BaggageAttributesSpanProcessor(config.baggageToAttributes);
+  const redactionProcessor = new RedactionSpanProcessor(false);
+  redactionProcessor.configure(config.redaction);
+  setActiveRedactionProcessor(redactionProcessor);
   const exporter = createExporter(config.exporter);
   let exportHealth: ExportHealth | undefined;
   const exportProcessors: SpanProcessor[] = [];
@@ -100,9 +106,10 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
     // other processor looks at the span. The user's processors come before the export processor,
     // so that what they change (a redaction processor, in onStart, onEnding or onEnd) is what is
     // exported: a SimpleSpanProcessor exports in its own onEnd.
-    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...config.spanProcessors, ...exportProcessors],
+    // Redaction last before the export, so it also sees what the user's processors added.
+    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...config.spanProcessors, redactionProcessor, ...exportProcessors],
   });
-  return { provider, propagator: createPropagator(config.propagators), baggageProcessor, exportHealth };
+  return { provider, propagator: createPropagator(config.propagators), baggageProcessor, redactionProcessor, exportHealth };
 }
 
 /**

@@ -3,6 +3,7 @@ import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import {
   foreignProviderBaggage,
   foreignProviderIgnoresOptions,
+  foreignProviderRedaction,
   foreignProviderWithoutContextManager,
   propagatorAlreadyRegistered,
   sdkFlushFailed,
@@ -12,6 +13,8 @@ import {
   sdkStartedByPreload,
 } from '../otel.messages.js';
 import type { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import { mergeRedactions } from '../redaction/redaction-options.js';
+import { setActiveRedactionProcessor, type RedactionSpanProcessor } from '../redaction/redaction.processor.js';
 import type { ExportHealth, ExportHealthSnapshot } from './export-health.js';
 import { differingSdkOptions, type ResolvedSdkConfig, type SdkOptionName } from './config/index.js';
 import {
@@ -85,6 +88,9 @@ interface SdkState {
   readonly propagator: TextMapPropagator;
   readonly baggageProcessor: BaggageAttributesSpanProcessor;
   readonly exportHealth: ExportHealth | undefined;
+  readonly redactionProcessor: RedactionSpanProcessor;
+  /** Holders that speak for the environment only (the preload): their `redact` is the default, not a choice. */
+  readonly preloadHolders: WeakSet<SdkHandle>;
   /** The configuration the provider was built from. */
   readonly config: ResolvedSdkConfig;
   readonly registered: RegisteredGlobals;
@@ -123,11 +129,11 @@ function acquire(config: ResolvedSdkConfig, logger: SdkLogger, origin: SdkOrigin
   }
   const running = currentState();
   if (existing === 'otel-nest' && running !== undefined) {
-    return join(running, config, logger, true, reuseWarnings(running, config));
+    return join(running, config, logger, true, reuseWarnings(running, config), origin);
   }
   // Nothing registered. A state left here lost its globals to someone's trace.disable(): its
   // holders still release it themselves, and a fresh SDK takes the slot.
-  const { provider, propagator, baggageProcessor, exportHealth } = createTracerProvider(config);
+  const { provider, propagator, baggageProcessor, redactionProcessor, exportHealth } = createTracerProvider(config);
   const registered = registerGlobals(provider, propagator);
   const state: SdkState = {
     version: 1,
@@ -135,13 +141,15 @@ function acquire(config: ResolvedSdkConfig, logger: SdkLogger, origin: SdkOrigin
     provider,
     propagator,
     baggageProcessor,
+    redactionProcessor,
+    preloadHolders: new WeakSet(),
     exportHealth,
     config,
     registered,
     holders: new Set(),
   };
   (globalThis as GlobalSlots)[OTEL_NEST_SDK_KEY] = state;
-  return join(state, config, logger, false, registered.propagator ? [] : [propagatorAlreadyRegistered()]);
+  return join(state, config, logger, false, registered.propagator ? [] : [propagatorAlreadyRegistered()], origin);
 }
 
 function join(
@@ -150,6 +158,7 @@ function join(
   logger: SdkLogger,
   reused: boolean,
   warnings: readonly string[],
+  origin: SdkOrigin = 'module',
 ): SdkHandle {
   let released = false;
   const running = state.config;
@@ -175,6 +184,7 @@ function join(
       released = true;
       state.holders.delete(handle);
       applyBaggageKeys(state);
+      applyRedaction(state);
       if (state.holders.size === 0) {
         await shutdownState(state, logger);
         return;
@@ -185,7 +195,11 @@ function join(
     },
   };
   state.holders.add(handle);
+  if (origin === 'preload') {
+    state.preloadHolders.add(handle);
+  }
   applyBaggageKeys(state);
+  applyRedaction(state);
   return handle;
 }
 
@@ -196,6 +210,21 @@ function applyBaggageKeys(state: SdkState): void {
     holder.config.baggageToAttributes.forEach((key) => keys.add(key));
   }
   state.baggageProcessor.setKeys([...keys]);
+}
+
+/**
+ * The redaction every current module holder asked for, merged so that what any of them masks is
+ * masked (see mergeRedactions); the preload's (the default) only while no module holds the SDK,
+ * so `redact` in forRoot configures an SDK started by `otel-nest/register`.
+ */
+function applyRedaction(state: SdkState): void {
+  if (state.redactionProcessor === undefined) {
+    return; // A state made by an older copy of otel-nest in this process.
+  }
+  const modules = [...state.holders].filter((holder) => !state.preloadHolders.has(holder));
+  const holders = modules.length > 0 ? modules : [...state.holders];
+  state.redactionProcessor.configure(holders.length > 0 ? mergeRedactions(holders.map((holder) => holder.config.redaction)) : state.config.redaction);
+  setActiveRedactionProcessor(state.redactionProcessor);
 }
 
 async function shutdownState(state: SdkState, logger: SdkLogger): Promise<void> {
@@ -334,6 +363,9 @@ function foreignWarnings(config: ResolvedSdkConfig): string[] {
   }
   if (config.baggageToAttributes.length > 0) {
     warnings.push(foreignProviderBaggage(config.baggageToAttributes));
+  }
+  if (config.redaction.enabled) {
+    warnings.push(foreignProviderRedaction());
   }
   if (!hasContextManager()) {
     warnings.push(foreignProviderWithoutContextManager());

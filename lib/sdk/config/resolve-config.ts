@@ -24,6 +24,7 @@ import {
   type ResolvedSdkConfig,
 } from './sdk-config.js';
 import { validateOptions } from './validate-options.js';
+import { resolveRedaction } from '../../redaction/redaction-options.js';
 
 /**
  * Resolves the SDK configuration. Explicit options win over the standard `OTEL_*` variables
@@ -50,6 +51,7 @@ export function resolveSdkConfig(options: OtelModuleOptions, env: NodeJS.Process
     propagators: resolvePropagators(opts, reader),
     spanProcessors: [...(opts.spanProcessors ?? [])],
     baggageToAttributes: [...new Set(opts.baggageToAttributes ?? [])],
+    redaction: resolveRedaction(opts.redact),
     explicitSdkOptions: SDK_OPTION_NAMES.filter((name) => opts[name] !== undefined),
     warnings: reader.warnings,
   };

@@ -1,6 +1,7 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { BatchOptions, PropagatorName, SamplerName } from '../../interfaces/otel-module-options.interface.js';
+import type { ResolvedRedaction } from '../../redaction/redaction-options.js';
 
 /** A propagator that actually propagates (`'none'` resolves to an empty list). */
 export type KnownPropagatorName = Exclude<PropagatorName, 'none'>;
@@ -60,6 +61,8 @@ export interface ResolvedSdkConfig {
   /** The user's processors; they run before the processor that exports (see sdk-factory.ts). */
   readonly spanProcessors: readonly SpanProcessor[];
   readonly baggageToAttributes: readonly string[];
+  /** `redact`: the rules of the redaction processor (on by default). Applies to a running provider too. */
+  readonly redaction: ResolvedRedaction;
   /** SDK-level options the user gave explicitly (used to warn when they cannot apply). */
   readonly explicitSdkOptions: readonly SdkOptionName[];
   /** Problems found in `OTEL_*` variables; reported by the caller, never thrown. */

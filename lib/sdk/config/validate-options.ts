@@ -21,6 +21,8 @@ import {
 } from './guards.js';
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
 import { suggestOption } from './suggest.js';
+import { validateRedactOption } from '../../redaction/redaction-options.js';
+import { validateHttpCaptureOptions } from '../../http/http-capture.js';
 
 // Typed as a Record so that adding an option to OtelModuleOptions fails to compile until it is
 // listed here; otherwise the new option would be rejected at runtime as unknown.
@@ -34,6 +36,7 @@ const KNOWN_OPTIONS: Record<keyof OtelModuleOptions, true> = {
   spanLimits: true,
   propagators: true,
   spanProcessors: true,
+  redact: true,
   baggageToAttributes: true,
   http: true,
   httpClient: true,
@@ -108,6 +111,8 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
       }
     });
   }
+  validateRedactOption(o.redact);
+  validateHttpCaptureOptions(o.http);
   for (const key of ['http', 'httpClient'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'boolean' && !isRecord(o[key])) {
       fail(key, key, o[key]);

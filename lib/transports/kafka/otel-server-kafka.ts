@@ -23,6 +23,7 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { messageCaptureOf } from '../shared/message-capture.js';
 import { kafkaHeaderGetter, type KafkaHeaderCarrier } from './kafka.carrier.js';
 import {
   brokerAttributes,
@@ -93,6 +94,8 @@ export class OtelServerKafka extends ServerKafka {
   constructor(options: OtelServerKafkaOptions = {}) {
     const { otel, ...kafkaOptions } = options ?? {};
     super(kafkaOptions as KafkaServerOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelServerKafka otel');
     noteTracedTransport(this, 'Kafka server');
     this.tracer = new ConsumerTracer<KafkaContext>(this, (ctx) => this.describe(ctx), otel);
     this.tracer.chainStart(this.innerStartHook);

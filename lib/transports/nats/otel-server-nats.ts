@@ -25,6 +25,7 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { messageCaptureOf } from '../shared/message-capture.js';
 import { connectedNatsServer, NATS_MESSAGING_SYSTEM, natsDestination, natsServerAttributes } from './nats.attributes.js';
 import { createNatsHeaders, loadNatsDriver, natsHeaderGetter, natsHeaderSetter, type NatsHeaders } from './nats.carrier.js';
 import { replyContextNotAdded } from '../../otel.messages.js';
@@ -85,6 +86,8 @@ export class OtelServerNats extends ServerNats {
   constructor(options: OtelServerNatsOptions = {}) {
     const { otel, ...natsOptions } = options ?? {};
     super(natsOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelServerNats otel');
     noteTracedTransport(this, 'NATS server');
     this.natsOptions = natsOptions;
     this.consumerTracer = new ConsumerTracer<NatsContext>(this, (ctx) => this.describe(ctx), otel);

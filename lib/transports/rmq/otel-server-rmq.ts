@@ -18,6 +18,7 @@ import {
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
+import { messageCaptureOf } from '../shared/message-capture.js';
 import { rmqQueue } from '../../nest-compat.js';
 import { consumeDestination, isTopicWildcard, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
 import { rmqHeaderGetter, rmqHeaderSetter, type RmqHeaders } from './rmq.carrier.js';
@@ -77,6 +78,8 @@ export class OtelServerRMQ extends ServerRMQ {
   constructor(options: OtelServerRmqOptions = {}) {
     const { otel, ...rmqOptions } = options;
     super(rmqOptions);
+    // Header and body capture options: a wrong one fails here, at bootstrap.
+    messageCaptureOf(otel, 'OtelServerRMQ otel');
     this.rmqOptions = rmqOptions;
     noteTracedTransport(this, 'RabbitMQ server');
     this.connectionAttributes = serverAttributes(rmqOptions.urls);
