@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ClientKafka, ClientNats, ClientRMQ, ClientTCP, RedisContext, Server, ServerNats, ServerRMQ, ServerRedis, ServerTCP } from '@nestjs/microservices';
+import { ClientKafka, ClientNats, ClientRMQ, ClientRedis, ClientTCP, RedisContext, Server, ServerNats, ServerRMQ, ServerRedis, ServerTCP } from '@nestjs/microservices';
 import { describe, expect, it } from 'vitest';
 import { NATS_DRIVER } from '../test/support/nats-driver.js';
 import { installedVersion, NEST_MAJOR } from '../test/support/nest-version.js';
@@ -62,6 +62,11 @@ describe(`nest-compat on @nestjs/microservices ${installedVersion('@nestjs/micro
     // What the answer stands for, read from Nest's own message handler: the context it builds.
     const source = String((ServerRedis.prototype as unknown as { handleMessage: unknown }).handleMessage);
     expect(/RedisContext\(\[pattern, packet\.metadata\]\)/.test(source)).toBe(redisContextHasMetadata());
+  });
+
+  it('knows whether the Redis client fails the requests in flight on close() (from Nest 11.2 on) or leaves them pending (11.1)', () => {
+    const [major, minor] = installedVersion('@nestjs/microservices').split('.').map(Number) as [number, number];
+    expect(closeFailsPendingRequests(new ClientRedis({ port: 1 }))).toBe(major >= 12 || minor >= 2);
   });
 
   it("knows whether Nest's Redis server catches a rejected handleMessage (Nest 12) or leaves it unhandled (Nest 11)", () => {
