@@ -36,3 +36,12 @@ export * from './transports/kafka/index.js';
 export * from './transports/grpc/index.js';
 export * from './transports/tcp/index.js';
 export * from './transports/redis/index.js';
+export * from './logging/index.js';
+export {
+  getRequestId,
+  isValidRequestId,
+  RequestIdPropagator,
+  REQUEST_ID_DEFAULTS,
+  type RequestIdOptions,
+} from './propagation/request-id.propagator.js';
+export { RequestIdSpanProcessor } from './sdk/request-id.processor.js';

@@ -133,6 +133,16 @@ const OPTION_HINTS = {
     example: "{ baggageToAttributes: ['tenant.id', 'user.id'] }",
   },
   'baggageToAttributes.*': { expected: 'a non-empty string', example: "{ baggageToAttributes: ['tenant.id'] }" },
+  requestId: {
+    expected: 'a boolean or an options object',
+    example: "{ requestId: true } or { requestId: { header: 'x-request-id', generate: true } }",
+  },
+  'requestId.header': { expected: 'an HTTP header name (a token such as x-request-id)', example: "{ requestId: { header: 'x-request-id' } }" },
+  'requestId.alternatives': { expected: 'an array of HTTP header names', example: "{ requestId: { alternatives: ['x-correlation-id'] } }" },
+  'requestId.alternatives.*': { expected: 'an HTTP header name (a token such as x-correlation-id)', example: "{ requestId: { alternatives: ['x-correlation-id'] } }" },
+  'requestId.generate': { expected: 'a boolean', example: '{ requestId: { generate: true } }' },
+  'requestId.attribute': { expected: 'a non-empty string', example: "{ requestId: { attribute: 'nestjs.request_id' } }" },
+  'requestId.propagate': { expected: 'a boolean', example: '{ requestId: { propagate: false } }' },
   http: {
     expected: 'a boolean or an options object',
     example: "{ http: { ignorePaths: ['/health'] } } or { http: false }",
@@ -773,4 +783,20 @@ export function foreignProviderRedaction(): string {
     `${MESSAGE_PREFIX} the application's own tracer provider is used, so otel-nest's redaction (on by default) ` +
     'does not apply to it. Add `new RedactionSpanProcessor()` to its span processors, before the one that exports.'
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log correlation and the request-id bridge (lib/logging, lib/propagation/request-id.propagator.ts)
+// ---------------------------------------------------------------------------------------------
+
+export function requestIdNotRecorded(): string {
+  return `${MESSAGE_PREFIX} RequestIdSpanProcessor could not record the request id on a span; the span goes on without it.`;
+}
+
+export function logCorrelationFailed(): string {
+  return `${MESSAGE_PREFIX} could not read the trace ids for a log line; it is written without them.`;
+}
+
+export function logRecordEmitFailed(): string {
+  return `${MESSAGE_PREFIX} could not emit a log line as an OpenTelemetry LogRecord; the line is still written.`;
 }

@@ -1,5 +1,6 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { RequestIdOptions } from '../propagation/request-id.propagator.js';
 import type { BuiltinRedactionPattern } from '../redaction/redaction-rules.js';
 
 /** A propagator this module knows by name (the values of `OTEL_PROPAGATORS`). */
@@ -208,6 +209,23 @@ export interface OtelModuleOptions {
    * started by `otel-nest/register`; with your own SDK, add `BaggageAttributesSpanProcessor` to it. Default none.
    */
   baggageToAttributes?: string[];
+  /**
+   * The `x-request-id` bridge, opt-in: `true` (the defaults) or a {@link RequestIdOptions} object.
+   * An incoming `x-request-id` (else `x-correlation-id`) is recorded as `nestjs.request_id` on the
+   * SERVER or CONSUMER span that receives it, kept in the context (`getRequestId()`, and
+   * `request_id` in the log lines of `OtelConsoleLogger`, `otelPinoMixin`, `otelWinstonFormat`), and
+   * written on every outgoing HTTP call, gRPC call and message. Values that are not 1 to 200 visible
+   * ASCII characters are ignored. `generate: true` makes an id (a UUID) when none comes. An SDK option
+   * (it adds a propagator and a span processor). Default off.
+   */
+  requestId?: boolean | RequestIdOptions;
+  /**
+   * RED metrics of every HTTP request, gRPC call and message (sampled or not), recorded where the spans
+   * are made: `true` (OTLP/HTTP to the traces collector), `false`, or {@link MetricsOptions}.
+   * Default: off, unless `OTEL_METRICS_EXPORTER` is set (to anything but `none`), which turns them on
+   * with that exporter. Off loads none of the metrics packages.
+   */
+  metrics?: boolean | MetricsOptions;
   /** HTTP server spans; `false` turns them off. Default on. */
   http?: boolean | HttpServerTracingOptions;
   /** Outgoing HTTP spans; `false` turns both off. Default both on. */

@@ -30,6 +30,8 @@ import { RandomTraceFlagSpanProcessor } from '../propagation/random-flag.process
 import { W3CTraceContextPropagator } from '../propagation/trace-context.propagator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import { RequestIdPropagator, type ResolvedRequestIdOptions } from '../propagation/request-id.propagator.js';
+import { RequestIdSpanProcessor } from './request-id.processor.js';
 import { RedactionSpanProcessor, setActiveRedactionProcessor } from '../redaction/redaction.processor.js';
 import {
   CappedBatchSpanProcessor,
@@ -107,9 +109,9 @@ export function createTracerProvider(config: ResolvedSdkConfig): TracerProviderB
     // so that what they change (a redaction processor, in onStart, onEnding or onEnd) is what is
     // exported: a SimpleSpanProcessor exports in its own onEnd.
     // Redaction last before the export, so it also sees what the user's processors added.
-    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...config.spanProcessors, redactionProcessor, ...exportProcessors],
+    spanProcessors: [new RandomTraceFlagSpanProcessor(), baggageProcessor, ...requestIdProcessors(config), ...config.spanProcessors, redactionProcessor, ...exportProcessors],
   });
-  return { provider, propagator: createPropagator(config.propagators), baggageProcessor, redactionProcessor, exportHealth };
+  return { provider, propagator: createPropagator(config.propagators, config.requestId), baggageProcessor, redactionProcessor, exportHealth };
 }
 
 /**
@@ -191,12 +193,21 @@ export function createSampler(sampler: ResolvedSampler): Sampler {
  * values and writes only sendable ones. `tracecontext` and `baggage` are otel-nest's strict W3C
  * propagators (Trace Context Level 2, Baggage); `b3`/`b3multi` are `@opentelemetry/propagator-b3`'s.
  */
-export function createPropagator(propagators: ResolvedPropagators): TextMapPropagator {
+export function createPropagator(propagators: ResolvedPropagators, requestId?: ResolvedRequestIdOptions): TextMapPropagator {
+  // The request-id propagator last: it only adds its own value to what the others extracted.
+  const bridge = requestId ? [new RequestIdPropagator(requestId)] : [];
   if (propagators.kind === 'instance') {
-    return new ValidatingPropagator(propagators.propagator);
+    return new ValidatingPropagator(
+      bridge.length === 0 ? propagators.propagator : new CompositePropagator({ propagators: [propagators.propagator, ...bridge] }),
+    );
   }
   // Extraction runs in this order and a later propagator's context wins, as in the SDK.
-  return new ValidatingPropagator(new CompositePropagator({ propagators: propagators.names.map(createNamedPropagator) }));
+  return new ValidatingPropagator(new CompositePropagator({ propagators: [...propagators.names.map(createNamedPropagator), ...bridge] }));
+}
+
+/** The request-id bridge's processor (records the id on SERVER and CONSUMER spans), when it is on. */
+function requestIdProcessors(config: ResolvedSdkConfig): SpanProcessor[] {
+  return config.requestId ? [new RequestIdSpanProcessor(config.requestId.attribute)] : [];
 }
 
 function createNamedPropagator(name: KnownPropagatorName): TextMapPropagator {

@@ -24,6 +24,7 @@ import {
   type ResolvedSdkConfig,
 } from './sdk-config.js';
 import { validateOptions } from './validate-options.js';
+import { resolveRequestIdOptions } from '../../propagation/request-id.propagator.js';
 import { resolveRedaction } from '../../redaction/redaction-options.js';
 
 /**
@@ -51,6 +52,7 @@ export function resolveSdkConfig(options: OtelModuleOptions, env: NodeJS.Process
     propagators: resolvePropagators(opts, reader),
     spanProcessors: [...(opts.spanProcessors ?? [])],
     baggageToAttributes: [...new Set(opts.baggageToAttributes ?? [])],
+    requestId: resolveRequestIdOptions(opts.requestId),
     redaction: resolveRedaction(opts.redact),
     explicitSdkOptions: SDK_OPTION_NAMES.filter((name) => opts[name] !== undefined),
     warnings: reader.warnings,

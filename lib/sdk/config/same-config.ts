@@ -39,6 +39,8 @@ export function sameSdkOption(name: SdkOptionName, running: ResolvedSdkConfig, r
     }
     case 'spanProcessors':
       return requested.spanProcessors.every((p) => running.spanProcessors.includes(p));
+    case 'requestId':
+      return sameJson(running.requestId ?? null, requested.requestId ?? null);
   }
 }
 

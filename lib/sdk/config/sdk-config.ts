@@ -1,6 +1,7 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { BatchOptions, PropagatorName, SamplerName } from '../../interfaces/otel-module-options.interface.js';
+import type { ResolvedRequestIdOptions } from '../../propagation/request-id.propagator.js';
 import type { ResolvedRedaction } from '../../redaction/redaction-options.js';
 
 /** A propagator that actually propagates (`'none'` resolves to an empty list). */
@@ -38,7 +39,8 @@ export type SdkOptionName =
   | 'sampler'
   | 'spanLimits'
   | 'propagators'
-  | 'spanProcessors';
+  | 'spanProcessors'
+  | 'requestId';
 
 /** The fully resolved SDK configuration: explicit options over `OTEL_*` variables over defaults. */
 export interface ResolvedSdkConfig {
@@ -61,6 +63,8 @@ export interface ResolvedSdkConfig {
   /** The user's processors; they run before the processor that exports (see sdk-factory.ts). */
   readonly spanProcessors: readonly SpanProcessor[];
   readonly baggageToAttributes: readonly string[];
+  /** The `x-request-id` bridge; undefined when off (the default). */
+  readonly requestId: ResolvedRequestIdOptions | undefined;
   /** `redact`: the rules of the redaction processor (on by default). Applies to a running provider too. */
   readonly redaction: ResolvedRedaction;
   /** SDK-level options the user gave explicitly (used to warn when they cannot apply). */
@@ -103,6 +107,7 @@ export const SDK_OPTION_NAMES: readonly SdkOptionName[] = [
   'spanLimits',
   'propagators',
   'spanProcessors',
+  'requestId',
 ];
 
 export const SAMPLER_NAMES: readonly SamplerName[] = [

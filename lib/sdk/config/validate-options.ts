@@ -38,6 +38,7 @@ const KNOWN_OPTIONS: Record<keyof OtelModuleOptions, true> = {
   spanProcessors: true,
   redact: true,
   baggageToAttributes: true,
+  requestId: true,
   http: true,
   httpClient: true,
   logSummary: true,
@@ -113,6 +114,7 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
   }
   validateRedactOption(o.redact);
   validateHttpCaptureOptions(o.http);
+  validateRequestId(o.requestId);
   for (const key of ['http', 'httpClient'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'boolean' && !isRecord(o[key])) {
       fail(key, key, o[key]);
@@ -267,5 +269,40 @@ function validatePropagators(value: unknown): void {
   }
   if (!isRecord(value) || !hasMethods(value, 'inject', 'extract', 'fields')) {
     fail('propagators', 'propagators', value);
+  }
+}
+
+const KNOWN_REQUEST_ID_OPTIONS = ['header', 'alternatives', 'generate', 'attribute', 'propagate'] as const;
+/** An HTTP field name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function validateRequestId(value: unknown): void {
+  if (value === undefined || typeof value === 'boolean') {
+    return;
+  }
+  if (!isRecord(value)) {
+    fail('requestId', 'requestId', value);
+  }
+  checkKeys(value, KNOWN_REQUEST_ID_OPTIONS, '"requestId"');
+  if (value.header !== undefined && (typeof value.header !== 'string' || !HEADER_NAME.test(value.header))) {
+    fail('requestId.header', 'requestId.header', value.header);
+  }
+  if (value.alternatives !== undefined) {
+    if (!Array.isArray(value.alternatives)) {
+      fail('requestId.alternatives', 'requestId.alternatives', value.alternatives);
+    }
+    value.alternatives.forEach((name: unknown, i) => {
+      if (typeof name !== 'string' || !HEADER_NAME.test(name)) {
+        fail('requestId.alternatives.*', `requestId.alternatives[${i}]`, name);
+      }
+    });
+  }
+  for (const key of ['generate', 'propagate'] as const) {
+    if (value[key] !== undefined && typeof value[key] !== 'boolean') {
+      fail(`requestId.${key}`, `requestId.${key}`, value[key]);
+    }
+  }
+  if (value.attribute !== undefined && !isNonEmptyString(value.attribute)) {
+    fail('requestId.attribute', 'requestId.attribute', value.attribute);
   }
 }
