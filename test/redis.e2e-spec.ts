@@ -152,8 +152,10 @@ class WildController {
   }
 
   @EventPattern(S.wildCreated)
-  created(@Payload() data: unknown, @Ctx() ctx: RedisContext): void {
-    sawEvent(S.wildCreated, { data, channel: ctx.getChannel(), traceId: this.traces.getTraceId(), spanId: this.traces.getSpanId() });
+  // `unknown`: Nest 12 types an event handler's further parameters so.
+  created(@Payload() data: unknown, @Ctx() ctx: unknown): void {
+    const channel = (ctx as RedisContext).getChannel();
+    sawEvent(S.wildCreated, { data, channel, traceId: this.traces.getTraceId(), spanId: this.traces.getSpanId() });
   }
 }
 
@@ -772,6 +774,16 @@ describe('Redis: OtelServerRedis and OtelClientRedis on the real server', () => 
       expect((reply.response as HandlerView).tenant).toBeUndefined();
       // Nothing of the request's metadata comes back: only a fresh traceparent of the consumer.
       expect(reply.metadata).toEqual({ traceparent: traceparentOf(consumer) });
+    });
+
+    it('metadata with 10 000 keys around a valid traceparent (and the reply request) is not searched: a fresh root, a reply exactly as Nest sends it', async () => {
+      const id = randomUUID();
+      const keys = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 'v']));
+      const reply = await rawRequest(S.echo, { pattern: S.echo, data: { id }, id, metadata: { ...keys, traceparent: tp, [REPLY_CONTEXT_KEY]: '1' } });
+      const { spans, span: consumer } = await waitForOne(`process ${S.echo}`, SpanKind.CONSUMER);
+      expectSpan(consumer, spans).toBeRoot();
+      expect(consumer.spanContext().traceId).not.toBe(valid.traceId);
+      expect(Object.keys(reply).sort()).toEqual(['id', 'isDisposed', 'response']);
     });
 
     it.each([

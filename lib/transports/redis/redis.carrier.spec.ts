@@ -65,6 +65,15 @@ describe('Redis packet metadata carrier', () => {
       }
     });
 
+    it('does not search metadata with more than 256 keys', () => {
+      const many = (count: number): Record<string, string> => ({
+        ...Object.fromEntries(Array.from({ length: count - 1 }, (_, i) => [`k${i}`, 'v'])),
+        traceparent: TRACEPARENT,
+      });
+      expect(spanIdOf(many(256))).toBe(SPAN_ID);
+      expect(spanIdOf(many(257))).toBeUndefined();
+    });
+
     it('never throws, even on an object whose keys or values throw', () => {
       const hostile = new Proxy(
         {},

@@ -19,6 +19,9 @@ export type RedisPacketMetadata = Record<string, string>;
 export const REPLY_CONTEXT_KEY = 'otel-reply-context';
 export const REPLY_CONTEXT_REQUESTED = '1';
 
+/** Metadata objects with more keys than this are not searched (read as "no context"), as on TCP. */
+const MAX_METADATA_KEYS = 256;
+
 /** The keys of Nest's reply envelope. */
 const REPLY_ENVELOPE_KEYS = new Set(['id', 'err', 'response', 'isDisposed', 'status', 'metadata']);
 
@@ -32,7 +35,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  * present under several spellings is handed over as repeated (and so invalid for `traceparent`).
  * Only strings are values: a number, an object or an array (a JSON array is no header value, and a
  * one-element array must not pass for a string) makes the field absent. Metadata that is not a
- * plain object has no fields. Never throws.
+ * plain object, or that has more than 256 keys, has no fields. Never throws.
  */
 const rawRedisMetadataGetter: TextMapGetter<unknown> = {
   keys(carrier) {
@@ -47,9 +50,13 @@ const rawRedisMetadataGetter: TextMapGetter<unknown> = {
       return undefined;
     }
     try {
+      const names = Object.keys(carrier);
+      if (names.length > MAX_METADATA_KEYS) {
+        return undefined;
+      }
       const wanted = key.toLowerCase();
       const found: string[] = [];
-      for (const name of Object.keys(carrier)) {
+      for (const name of names) {
         if (name.toLowerCase() !== wanted) {
           continue;
         }
