@@ -2,6 +2,7 @@ export { OtelModule } from './otel.module.js';
 export { OTEL_MODULE_OPTIONS } from './otel.module-definition.js';
 export type {
   BatchOptions,
+  EnhancerSpansOptions,
   ExporterOption,
   HttpClientTracingOptions,
   HttpServerTracingOptions,
@@ -14,6 +15,12 @@ export type {
   SamplerOption,
 } from './interfaces/otel-module-options.interface.js';
 export { Traced, type TracedOptions } from './decorators/traced.decorator.js';
+export {
+  otelInstrument,
+  withEnhancerSpans,
+  type NestInstrumentOption,
+  type OtelInstrumentOptions,
+} from './enhancers/otel-instrument.js';
 export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
 export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
 export { OtelSdkService } from './sdk/otel-sdk.service.js';

@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { EnhancerSpansRegistration } from './enhancers/enhancer-spans.registration.js';
 import { HttpClientInstrumentation } from './http/http-client.instrumentation.js';
 import { HttpServerInstrumentation } from './http/http-server.instrumentation.js';
 import { OtelHandlerGuard } from './interceptors/otel-handler.guard.js';
@@ -28,6 +29,7 @@ import { TraceService } from './services/trace.service.js';
     HttpServerInstrumentation,
     HttpClientInstrumentation,
     TraceService,
+    EnhancerSpansRegistration,
   ],
   exports: [TraceService, OtelSdkService],
 })

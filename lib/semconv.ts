@@ -103,3 +103,23 @@ export const ATTR_RPC_MESSAGE_UNCOMPRESSED_SIZE = 'rpc.message.uncompressed_size
 export const ATTR_RPC_SYSTEM = 'rpc.system';
 export const ATTR_RPC_SERVICE = 'rpc.service';
 export const ATTR_RPC_GRPC_STATUS_CODE = 'rpc.grpc.status_code';
+
+// Guard, pipe, interceptor and filter spans (opt-in `enhancerSpans`). `nestjs.type` is the key
+// @opentelemetry/instrumentation-nestjs-core uses for the kind of a Nest span; the values here
+// are the enhancer kinds.
+/** `guard`, `pipe`, `interceptor` or `filter`. */
+export const ATTR_NESTJS_TYPE = 'nestjs.type';
+/** The enhancer's class name: `AuthGuard`, `ValidationPipe`. */
+export const ATTR_NESTJS_ENHANCER_NAME = 'nestjs.enhancer.name';
+/** What a guard answered: `false` denies the request (403), which is not an error of the guard. */
+export const ATTR_NESTJS_GUARD_RESULT = 'nestjs.guard.result';
+/** The kind of argument a pipe transformed: `body`, `query`, `param` or `custom`. */
+export const ATTR_NESTJS_PIPE_ARGUMENT_TYPE = 'nestjs.pipe.argument.type';
+/** The argument's name when the decorator gives one (`@Param('id')` → `id`). */
+export const ATTR_NESTJS_PIPE_ARGUMENT_NAME = 'nestjs.pipe.argument.name';
+/** The class of the exception an exception filter handled. */
+export const ATTR_NESTJS_FILTER_EXCEPTION_TYPE = 'nestjs.filter.exception.type';
+/** On the spans kept of a collapsed group: how many calls the group had. */
+export const ATTR_NESTJS_ENHANCER_CALLS = 'nestjs.enhancer.calls';
+/** On the spans kept of a collapsed group: how many of its calls have no span. */
+export const ATTR_NESTJS_ENHANCER_COLLAPSED = 'nestjs.enhancer.collapsed';

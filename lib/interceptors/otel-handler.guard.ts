@@ -1,4 +1,5 @@
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { OTEL_INTERNAL_ENHANCER } from '../enhancers/enhancer-spans.config.js';
 import { nameHandlerSpan } from './handler-span.js';
 
 /**
@@ -9,6 +10,9 @@ import { nameHandlerSpan } from './handler-span.js';
  */
 @Injectable()
 export class OtelHandlerGuard implements CanActivate {
+  /** Never wrapped for enhancer spans: the request span is its own. */
+  static readonly [OTEL_INTERNAL_ENHANCER] = true;
+
   canActivate(executionContext: ExecutionContext): boolean {
     nameHandlerSpan(executionContext);
     return true;

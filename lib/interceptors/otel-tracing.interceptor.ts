@@ -1,5 +1,6 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { tap, type Observable } from 'rxjs';
+import { OTEL_INTERNAL_ENHANCER } from '../enhancers/enhancer-spans.config.js';
 import { nameHandlerSpan } from './handler-span.js';
 
 /**
@@ -11,6 +12,9 @@ import { nameHandlerSpan } from './handler-span.js';
  */
 @Injectable()
 export class OtelTracingInterceptor implements NestInterceptor {
+  /** Never wrapped for enhancer spans: the request span is its own. */
+  static readonly [OTEL_INTERNAL_ENHANCER] = true;
+
   intercept(executionContext: ExecutionContext, next: CallHandler): Observable<unknown> {
     const state = nameHandlerSpan(executionContext);
     // Nothing to name or record on a span that is not recorded (unsampled): no operator per request.

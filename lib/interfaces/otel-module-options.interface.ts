@@ -154,6 +154,32 @@ export interface HttpClientTracingOptions {
 }
 
 /**
+ * Spans for the guards, pipes, interceptors and exception filters that run for a request or a
+ * message (`enhancerSpans`). Each kind is on unless set to `false`.
+ */
+export interface EnhancerSpansOptions {
+  /** `guard <Class>` spans around `canActivate` (until its Promise or Observable settles). Default `true`. */
+  guards?: boolean;
+  /** `pipe <Class>` spans around `transform`, one per argument the pipe transforms. Default `true`. */
+  pipes?: boolean;
+  /**
+   * `interceptor <Class>` spans from the call of `intercept` until the Observable it returns
+   * completes, errors or is unsubscribed: the interceptor and everything it wraps. Default `true`.
+   */
+  interceptors?: boolean;
+  /** `filter <Class>` spans around an exception filter's `catch`. Default `true`. */
+  filters?: boolean;
+  /**
+   * More calls than this of one enhancer under one request or message span (calls that follow each
+   * other without a turn of the event loop in between) are collapsed: only the `keepSlowest` slowest
+   * (and every failed call) keep a span. `false` never collapses. Default `10`.
+   */
+  collapseAbove?: number | false;
+  /** How many spans a collapsed group keeps, the slowest; at most `collapseAbove`. Default `3`. */
+  keepSlowest?: number;
+}
+
+/**
  * Options of {@link OtelModule.forRoot}. Every option is optional. Explicit options win over the
  * `OTEL_*` variables, which win over the defaults. A wrong explicit option (or an unknown key)
  * throws `OtelConfigError` at bootstrap; a wrong variable is a logged warning and falls back.
@@ -230,6 +256,13 @@ export interface OtelModuleOptions {
   http?: boolean | HttpServerTracingOptions;
   /** Outgoing HTTP spans; `false` turns both off. Default both on. */
   httpClient?: boolean | HttpClientTracingOptions;
+  /**
+   * Spans for guards, pipes, interceptors and exception filters, opt-in: `true` (every kind) or
+   * {@link EnhancerSpansOptions}. They need Nest's `instrument` option, which only the application
+   * can pass: `NestFactory.create(AppModule, { instrument: otelInstrument() })` (Nest 11.1.4 or later).
+   * Spans are made only under a recording HTTP SERVER or transport CONSUMER span. Default `false`.
+   */
+  enhancerSpans?: boolean | EnhancerSpansOptions;
   /** Log the one-line startup summary and the warnings. Default `true`. */
   logSummary?: boolean;
   /**

@@ -21,6 +21,7 @@ import {
 } from './guards.js';
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
 import { suggestOption } from './suggest.js';
+import { validateEnhancerSpansOption } from '../../enhancers/enhancer-spans.config.js';
 import { validateRedactOption } from '../../redaction/redaction-options.js';
 import { validateHttpCaptureOptions } from '../../http/http-capture.js';
 
@@ -43,6 +44,7 @@ const KNOWN_OPTIONS: Record<keyof OtelModuleOptions, true> = {
   httpClient: true,
   logSummary: true,
   disabled: true,
+  enhancerSpans: true,
 };
 const KNOWN_OTLP_OPTIONS = ['url', 'headers', 'timeoutMillis'] as const;
 const KNOWN_BATCH_OPTIONS = ['maxQueueSize', 'maxExportBatchSize', 'scheduledDelayMillis', 'exportTimeoutMillis'] as const;
@@ -120,6 +122,7 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
       fail(key, key, o[key]);
     }
   }
+  validateEnhancerSpansOption(o.enhancerSpans);
   for (const key of ['logSummary', 'disabled'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'boolean') {
       fail(key, key, o[key]);
