@@ -73,6 +73,8 @@ const DEFAULT_RANGES = [`^${NEST11_FLOOR}`, NEST11_FLOOR];
 const FILES = [
   'lib/',
   'test/http-server.e2e-spec.ts',
+  'test/redaction.e2e-spec.ts',
+  'test/capture.e2e-spec.ts',
   'test/http-client.e2e-spec.ts',
   'test/nats.e2e-spec.ts',
   'test/rmq.e2e-spec.ts',

@@ -351,6 +351,10 @@ export class HttpServerInstrumentation implements OnModuleInit {
         span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       }
       this.setResponseHeaders(span, res, fastifyReply);
+      if (this.capture.body) {
+        // Once the response is complete: the parsed request body and the response's content type are known.
+        captureBodies(state, this.capture.body, req, res, fastifyReply?.request, fastifyReply as ReplyHeaders | undefined);
+      }
       if (!res.writableFinished) {
         // The connection closed before the response was complete (client abort, socket error).
         span.setAttribute(ATTR_ERROR_TYPE, res.headersSent ? String(status) : '_OTHER');

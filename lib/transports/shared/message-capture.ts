@@ -100,7 +100,7 @@ export function captureMessageBody(capture: MessageCapture | undefined, data: un
     return;
   }
   try {
-    const captured = captureBodyText(data, maxBytes, activeRedactor());
+    const captured = captureBodyText(payloadOf(data), maxBytes, activeRedactor());
     if (captured === undefined) {
       return;
     }
@@ -149,4 +149,19 @@ export function messageCaptureOf(options: MessageCaptureOptions | undefined, whe
     diagLimited('warn', captureFailed('message headers or bodies'), error);
     return undefined;
   }
+}
+
+/** Nest's record wrappers (`NatsRecord`, `RmqRecord`, `MqttRecord`, ...) carry the payload in `data`; a Kafka message in `value`. */
+function payloadOf(data: unknown): unknown {
+  if (data === null || typeof data !== 'object') {
+    return data;
+  }
+  const name = (data as object).constructor?.name;
+  if (typeof name === 'string' && name.endsWith('Record') && 'data' in data) {
+    return (data as { data: unknown }).data;
+  }
+  if ('value' in data && ('key' in data || 'headers' in data)) {
+    return (data as { value: unknown }).value;
+  }
+  return data;
 }
