@@ -114,14 +114,14 @@ class OrdersController {
   }
 
   @EventPattern(P.created)
-  created(@Payload() data: { id: string }, @Baggage('tenant.id') tenant?: string): void {
-    sawEvent(P.created, { id: data.id, tenant, traceId: this.traces.getTraceId(), spanId: this.traces.getSpanId() });
+  created(@Payload() data: unknown, @Baggage('tenant.id') tenant: unknown): void {
+    sawEvent(P.created, { id: (data as { id: string }).id, tenant: tenant as string | undefined, traceId: this.traces.getTraceId(), spanId: this.traces.getSpanId() });
   }
 
   @Traced({ consume: 'parent' })
   @EventPattern(P.createdTraced)
-  createdTraced(@Payload() data: { id: string }): void {
-    sawEvent(P.createdTraced, { id: data.id, traceId: this.traces.getTraceId() });
+  createdTraced(@Payload() data: unknown): void {
+    sawEvent(P.createdTraced, { id: (data as { id: string }).id, traceId: this.traces.getTraceId() });
   }
 }
 
@@ -130,8 +130,8 @@ class AuditController {
   constructor(private readonly traces: TraceService) {}
 
   @EventPattern(P.audit)
-  recorded(@Payload() data: { id: string }): void {
-    sawEvent(P.audit, { id: data.id, traceId: this.traces.getTraceId() });
+  recorded(@Payload() data: unknown): void {
+    sawEvent(P.audit, { id: (data as { id: string }).id, traceId: this.traces.getTraceId() });
   }
 }
 
