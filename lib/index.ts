@@ -25,6 +25,15 @@ export { CurrentSpan, Baggage } from './decorators/current-span.decorator.js';
 export { TraceService, BAGGAGE_TENANT_ID, BAGGAGE_USER_ID, type WithSpanOptions } from './services/trace.service.js';
 export { OtelSdkService } from './sdk/otel-sdk.service.js';
 export { BaggageAttributesSpanProcessor } from './sdk/baggage-attributes.processor.js';
+export {
+  RuleBasedSampler,
+  DEFAULT_SAMPLING_RULES,
+  type RuleBasedSamplerOptions,
+  type SamplingRule,
+  type SamplingDecisionOption,
+  type SamplingMatch,
+  type SamplingProtocol,
+} from './sdk/rule-based.sampler.js';
 export { RedactionSpanProcessor } from './redaction/redaction.processor.js';
 export { BUILTIN_REDACTION_PATTERNS, DEFAULT_REDACTED_KEYS, type BuiltinRedactionPattern } from './redaction/redaction-rules.js';
 export { OtelConfigError } from './otel.messages.js';

@@ -101,8 +101,8 @@ const OPTION_HINTS = {
   sampler: {
     expected:
       "one of 'always_on', 'always_off', 'traceidratio', 'parentbased_always_on', " +
-      "'parentbased_always_off', 'parentbased_traceidratio', an object { ratio } or a Sampler instance",
-    example: "{ sampler: { ratio: 0.25 } } or { sampler: 'parentbased_always_on' }",
+      "'parentbased_always_off', 'parentbased_traceidratio', an object { ratio }, an object { rules, default } or a Sampler instance",
+    example: "{ sampler: { ratio: 0.25 } } or { sampler: { rules: [{ route: '/orders/*', sample: 0.1 }] } }",
   },
   'sampler.ratio': { expected: 'a number between 0 and 1', example: '{ sampler: { ratio: 0.25 } }' },
   'sampler.parentBased': { expected: 'a boolean', example: '{ sampler: { ratio: 0.25, parentBased: false } }' },
@@ -453,6 +453,14 @@ export function httpServerSpanStartFailed(): string {
 
 export function httpRouteNotRecorded(): string {
   return `${MESSAGE_PREFIX} could not record the HTTP route.`;
+}
+
+export function ruleSamplerFailed(): string {
+  return `${MESSAGE_PREFIX} the rule sampler's default sampler threw; the span follows its parent (sampled when it has none).`;
+}
+
+export function httpRouteTemplatesFailed(): string {
+  return `${MESSAGE_PREFIX} could not read the application's route templates; HTTP spans get their route when the handler runs, after the sampling decision.`;
 }
 
 export function httpServerSpanEndFailed(): string {

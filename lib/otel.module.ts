@@ -3,6 +3,7 @@ import { APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { EnhancerSpansRegistration } from './enhancers/enhancer-spans.registration.js';
 import { HttpClientInstrumentation } from './http/http-client.instrumentation.js';
 import { HttpServerInstrumentation } from './http/http-server.instrumentation.js';
+import { HttpRouteTemplates } from './http/http-route-templates.js';
 import { OtelHandlerGuard } from './interceptors/otel-handler.guard.js';
 import { OtelTracingInterceptor } from './interceptors/otel-tracing.interceptor.js';
 import { ConfigurableOtelModule, OTEL_MODULE_ASYNC_OPTIONS_TYPE, OTEL_MODULE_OPTIONS_TYPE } from './otel.module-definition.js';
@@ -27,6 +28,7 @@ import { TraceService } from './services/trace.service.js';
   providers: [
     OtelSdkService,
     HttpServerInstrumentation,
+    HttpRouteTemplates,
     HttpClientInstrumentation,
     TraceService,
     EnhancerSpansRegistration,

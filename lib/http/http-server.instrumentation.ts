@@ -19,6 +19,7 @@ import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
+  ATTR_URL_PATH,
 } from '../semconv.js';
 import { existingRequestHook } from '../nest-compat.js';
 import { extractContext } from '../propagation/carrier.js';
@@ -33,6 +34,7 @@ import {
   samplingAttributes,
 } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { HttpRouteTemplates, routeAtStart } from './http-route-templates.js';
 import { captureBodies, captureRequestHeaders, captureResponseHeaders, compileHttpCapture, type HttpCapture, type ReplyHeaders } from './http-capture.js';
 import { httpRouteNotRecorded, httpServerSpanEndFailed, httpServerSpanStartFailed } from '../otel.messages.js';
 
@@ -144,6 +146,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
     @Inject(OTEL_MODULE_OPTIONS) moduleOptions: OtelModuleOptions,
     private readonly sdk: OtelSdkService,
     @Optional() private readonly adapterHost?: HttpAdapterHost,
+    @Optional() private readonly routeTemplates?: HttpRouteTemplates,
   ) {
     this.options = resolveHttpServerOptions(moduleOptions.http);
     this.capture = compileHttpCapture(typeof moduleOptions.http === 'object' && moduleOptions.http !== null ? moduleOptions.http : {});
@@ -248,6 +251,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
 
     let span: Span;
     let ctx: Context;
+    let startRoute: string | undefined;
     if (rpcMetadata) {
       span = rpcMetadata.span;
       // The request goes on under its SERVER span, whatever middleware span is active here.
@@ -259,13 +263,14 @@ export class HttpServerInstrumentation implements OnModuleInit {
       // Only the request's own headers count: a fresh root context means nothing can leak in from
       // whatever context happened to be active, and bad headers simply yield a new trace.
       const parent = extractContext(req.headers, undefined, undefined, 'http');
-      // Samplers see the attributes the conventions require at start; the rest is only worth
-      // computing for a span that records.
-      span = getOtelNestTracer().startSpan(
-        httpSpanName(method),
-        { kind: SpanKind.SERVER, attributes: samplingAttributes(req, method) },
-        parent,
-      );
+      // Samplers see the attributes the conventions require at start, `http.route` included
+      // (before the router ran: see routeAtStart); the rest is only worth computing for a span that records.
+      const attributes = samplingAttributes(req, method);
+      startRoute = routeAtStart(this.routeTemplates, req.method, attributes[ATTR_URL_PATH] as string, fastifyReply?.request);
+      if (startRoute !== undefined) {
+        attributes[ATTR_HTTP_ROUTE] = startRoute;
+      }
+      span = getOtelNestTracer().startSpan(httpSpanName(method, startRoute), { kind: SpanKind.SERVER, attributes }, parent);
       ctx = trace.setSpan(parent, span);
       if (!span.isRecording()) {
         // Unsampled: the request only carries the span context on (outgoing calls continue the
@@ -282,6 +287,7 @@ export class HttpServerInstrumentation implements OnModuleInit {
     const state: HttpRequestState = rpcMetadata
       ? { span, method, enriching, rpcMetadata, ended: false }
       : { span, method, enriching, ended: false };
+    state.route = startRoute;
     ctx = ctx.setValue(HTTP_REQUEST_STATE, state);
     if (this.capture.body?.response) {
       state.captureResponseBody = true;

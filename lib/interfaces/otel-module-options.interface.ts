@@ -1,5 +1,6 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { RuleBasedSamplerOptions } from '../sdk/sampling-rules.js';
 import type { RequestIdOptions } from '../propagation/request-id.propagator.js';
 import type { BuiltinRedactionPattern } from '../redaction/redaction-rules.js';
 
@@ -56,10 +57,16 @@ export interface BatchOptions {
 /**
  * Which spans are sampled. A `Sampler` instance is used as is; a name follows `OTEL_TRACES_SAMPLER`
  * (the two ratio names take their ratio from `OTEL_TRACES_SAMPLER_ARG`, else 1.0);
- * `{ ratio }` (0 to 1) is `ParentBased(TraceIdRatioBased(ratio))` (or unparented with `parentBased: false`).
- * Default: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else `parentbased_always_on`.
+ * `{ ratio }` (0 to 1) is `ParentBased(TraceIdRatioBased(ratio))` (or unparented with `parentBased: false`);
+ * `{ rules, default, defaults }` is a {@link RuleBasedSampler}: rules on protocol, method, route
+ * template and message pattern decide the entry spans (parent-based unless `absolute`), the
+ * {@link DEFAULT_SAMPLING_RULES} (health, readiness, metrics) follow unless `defaults: false`, and
+ * `default` (if not given: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else
+ * `parentbased_always_on`) decides the rest.
+ * Default: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, else `parentbased_always_on` (no
+ * rules, not even the default ones: they apply only when `{ rules }` is given).
  */
-export type SamplerOption = Sampler | SamplerName | { ratio: number; parentBased?: boolean };
+export type SamplerOption = Sampler | SamplerName | { ratio: number; parentBased?: boolean } | RuleBasedSamplerOptions;
 
 /** HTTP server tracing (express and fastify). */
 export interface HttpServerTracingOptions {

@@ -30,6 +30,7 @@ import { RandomTraceFlagSpanProcessor } from '../propagation/random-flag.process
 import { W3CTraceContextPropagator } from '../propagation/trace-context.propagator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../semconv.js';
 import { BaggageAttributesSpanProcessor } from './baggage-attributes.processor.js';
+import { RuleBasedSampler } from './rule-based.sampler.js';
 import { RequestIdPropagator, type ResolvedRequestIdOptions } from '../propagation/request-id.propagator.js';
 import { RequestIdSpanProcessor } from './request-id.processor.js';
 import { RedactionSpanProcessor, setActiveRedactionProcessor } from '../redaction/redaction.processor.js';
@@ -169,6 +170,9 @@ export function createExporter(exporter: ResolvedExporter): SpanExporter | undef
 export function createSampler(sampler: ResolvedSampler): Sampler {
   if (sampler.kind === 'instance') {
     return sampler.sampler;
+  }
+  if (sampler.kind === 'rules') {
+    return new RuleBasedSampler({ ...sampler.options, default: sampler.options.default ?? createSampler(sampler.fallback) });
   }
   const ratio = (): Sampler => new TraceIdRatioBasedSampler(sampler.ratio ?? 1);
   switch (sampler.name) {

@@ -24,6 +24,7 @@ import {
   type ResolvedSdkConfig,
 } from './sdk-config.js';
 import { validateOptions } from './validate-options.js';
+import { isRuleSamplerOptions } from '../sampling-rules.js';
 import { resolveRequestIdOptions } from '../../propagation/request-id.propagator.js';
 import { resolveRedaction } from '../../redaction/redaction-options.js';
 
@@ -145,7 +146,12 @@ function resolveSampler(opts: OtelModuleOptions, reader: EnvReader): ResolvedSam
   if (option !== undefined && typeof option === 'object' && isSampler(option)) {
     return { kind: 'instance', sampler: option };
   }
-  if (option !== undefined && typeof option === 'object') {
+  if (option !== undefined && typeof option === 'object' && isRuleSamplerOptions(option)) {
+    // The rules come from code; the sampler for everything they leave open can still come from
+    // the environment, as it would without rules.
+    return { kind: 'rules', options: option, fallback: resolveSampler({}, reader) };
+  }
+  if (option !== undefined && typeof option === 'object' && 'ratio' in option) {
     const name: SamplerName = option.parentBased === false ? 'traceidratio' : 'parentbased_traceidratio';
     return { kind: 'named', name, ratio: option.ratio };
   }

@@ -50,10 +50,34 @@ export function sameSdkOption(name: SdkOptionName, running: ResolvedSdkConfig, r
  * based) and ratio are.
  */
 export function sameSampler(a: ResolvedSampler, b: ResolvedSampler): boolean {
+  if (a.kind === 'rules' || b.kind === 'rules') {
+    return a.kind === 'rules' && b.kind === 'rules' && sameRuleSampler(a, b);
+  }
   if (a.kind === 'instance' || b.kind === 'instance') {
     return a.kind === 'instance' && b.kind === 'instance' && a.sampler === b.sampler;
   }
   return a.name === b.name && (a.ratio ?? SDK_DEFAULTS.samplerRatio) === (b.ratio ?? SDK_DEFAULTS.samplerRatio);
+}
+
+/**
+ * Rule samplers are the same when their rules are (RegExps by source and flags), `defaults` is,
+ * and their default is: a given Sampler only as itself, a decision by value, none by the fallback.
+ */
+function sameRuleSampler(
+  a: Extract<ResolvedSampler, { kind: 'rules' }>,
+  b: Extract<ResolvedSampler, { kind: 'rules' }>,
+): boolean {
+  const [x, y] = [a.options, b.options];
+  const regExpAware = (_key: string, value: unknown): unknown => (value instanceof RegExp ? `RegExp ${String(value)}` : value);
+  const rules = (rules: unknown): string => JSON.stringify(rules ?? [], regExpAware);
+  const isInstance = (value: unknown): boolean => typeof value === 'object' && value !== null && 'shouldSample' in value;
+  const sameDefault =
+    isInstance(x.default) || isInstance(y.default)
+      ? x.default === y.default
+      : x.default === undefined && y.default === undefined
+        ? sameSampler(a.fallback, b.fallback)
+        : sameJson(x.default, y.default);
+  return rules(x.rules) === rules(y.rules) && (x.defaults !== false) === (y.defaults !== false) && sameDefault;
 }
 
 /** Plain data compared by value; key order does not matter. */

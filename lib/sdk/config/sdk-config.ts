@@ -1,6 +1,7 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { BatchOptions, PropagatorName, SamplerName } from '../../interfaces/otel-module-options.interface.js';
+import type { RuleBasedSamplerOptions } from '../sampling-rules.js';
 import type { ResolvedRequestIdOptions } from '../../propagation/request-id.propagator.js';
 import type { ResolvedRedaction } from '../../redaction/redaction-options.js';
 
@@ -22,7 +23,12 @@ export type ResolvedExporter =
 export type ResolvedSampler =
   /** `ratio` is set for the two `*traceidratio` names only. */
   | { readonly kind: 'named'; readonly name: SamplerName; readonly ratio?: number }
-  | { readonly kind: 'instance'; readonly sampler: Sampler };
+  | { readonly kind: 'instance'; readonly sampler: Sampler }
+  /**
+   * `sampler: { rules }`: a RuleBasedSampler built from `options`; `fallback` (what
+   * `OTEL_TRACES_SAMPLER` names, else `parentbased_always_on`) is its default when the options give none.
+   */
+  | { readonly kind: 'rules'; readonly options: RuleBasedSamplerOptions; readonly fallback: ResolvedSampler };
 
 export type ResolvedPropagators =
   /** In extraction order; empty means "propagate nothing". */

@@ -1,4 +1,5 @@
 import { FOREIGN_SDK_DESCRIPTION, startupSummary } from '../../otel.messages.js';
+import { DEFAULT_SAMPLING_RULES, describeSamplingDecision } from '../sampling-rules.js';
 import { SDK_DEFAULTS, type ResolvedExporter, type ResolvedPropagators, type ResolvedSampler, type ResolvedSdkConfig } from './sdk-config.js';
 
 /** What the startup summary needs to know about the SDK an application uses (an `SdkHandle` has it). */
@@ -46,6 +47,9 @@ export function describeExporter(exporter: ResolvedExporter): string {
 
 /** `ParentBased(TraceIdRatio{0.25})`, `AlwaysOn`, ... or the `toString()` of a given Sampler. */
 export function describeSampler(sampler: ResolvedSampler): string {
+  if (sampler.kind === 'rules') {
+    return describeRuleSampler(sampler);
+  }
   if (sampler.kind === 'instance') {
     const text = String(sampler.sampler.toString?.() ?? '');
     return text && text !== '[object Object]' ? text : instanceName(sampler.sampler, 'Sampler');
@@ -78,4 +82,20 @@ export function describePropagators(propagators: ResolvedPropagators): string {
 function instanceName(value: object, fallback: string): string {
   const name = value.constructor?.name;
   return name && name !== 'Object' ? name : fallback;
+}
+
+/** `RuleBased(2 rules + 2 default rules, else ParentBased(AlwaysOn))`. */
+function describeRuleSampler(sampler: Extract<ResolvedSampler, { kind: 'rules' }>): string {
+  const own = sampler.options.rules?.length ?? 0;
+  const defaults = sampler.options.defaults === false ? 0 : DEFAULT_SAMPLING_RULES.length;
+  const given = sampler.options.default;
+  const fallback =
+    given === undefined
+      ? describeSampler(sampler.fallback)
+      : typeof given === 'object' && 'shouldSample' in given
+        ? describeSampler({ kind: 'instance', sampler: given })
+        : `ParentBased(${describeSamplingDecision(given)})`;
+  const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const parts = [count(own, 'rule'), ...(defaults > 0 ? [count(defaults, 'default rule')] : [])];
+  return `RuleBased(${parts.join(' + ')}, else ${fallback})`;
 }

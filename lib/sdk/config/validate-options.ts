@@ -22,6 +22,7 @@ import {
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
 import { suggestOption } from './suggest.js';
 import { validateEnhancerSpansOption } from '../../enhancers/enhancer-spans.config.js';
+import { isRuleSamplerOptions, validateRuleSamplerOptions } from '../sampling-rules.js';
 import { validateRedactOption } from '../../redaction/redaction-options.js';
 import { validateHttpCaptureOptions } from '../../http/http-capture.js';
 
@@ -224,6 +225,11 @@ function validateSampler(value: unknown): void {
     return;
   }
   const object = value as Record<string, unknown>;
+  const candidate: object = object;
+  if (isRuleSamplerOptions(candidate)) {
+    validateRuleSamplerOptions(candidate, 'sampler');
+    return;
+  }
   if (!('ratio' in object)) {
     fail('sampler', 'sampler', value);
   }
