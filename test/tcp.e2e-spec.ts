@@ -36,6 +36,8 @@ const P = {
   created: 'orders.created',
   createdTraced: 'orders.created-traced',
   audit: 'audit.recorded',
+  ping: 'audit.ping',
+  skip: 'audit.skip',
 };
 const SUM = { cmd: 'sum' };
 const ORDERS_CLIENT = 'ORDERS_CLIENT';
@@ -133,6 +135,16 @@ class AuditController {
   recorded(@Payload() data: unknown): void {
     sawEvent(P.audit, { id: (data as { id: string }).id, traceId: this.traces.getTraceId() });
   }
+
+  @MessagePattern(P.ping)
+  ping(): string {
+    return 'pong';
+  }
+
+  @MessagePattern(P.skip)
+  skip(): { spanId?: string } {
+    return { spanId: this.traces.getSpanId() };
+  }
 }
 
 const tracer = trace.getTracer('tcp-e2e');
@@ -192,7 +204,16 @@ describe('TCP: OtelServerTCP and OtelClientTCP on 127.0.0.1', () => {
     @Module({ imports: [OtelTestingModule.forRoot({ serviceName: 'audit' })], controllers: [AuditController] })
     class AuditModule {}
     // The short form, with events as children of the producer.
-    const auditStrategy = otelTcp({ host: HOST, port: 0, otel: { eventConsume: 'parent' } });
+    const auditStrategy = otelTcp({
+      host: HOST,
+      port: 0,
+      otel: {
+        eventConsume: 'parent',
+        ignore: (info) => info.pattern === P.skip,
+        consumeHook: (span, info) => span.setAttribute('app.consumed', `${info.system} ${info.pattern} ${info.isEvent}`),
+        replyHook: (span, info) => span.setAttribute('app.replied', info.error === undefined ? 'ok' : 'failed'),
+      },
+    });
     expect(auditStrategy.strategy).toBeInstanceOf(OtelServerTCP);
     auditService = (await Test.createTestingModule({ imports: [AuditModule] }).compile()).createNestMicroservice(auditStrategy);
     await auditService.listen();
@@ -408,6 +429,26 @@ describe('TCP: OtelServerTCP and OtelClientTCP on 127.0.0.1', () => {
         const auditProducer = getSpan(spanRecorder.getFinishedSpans(), { name: `send ${P.audit}`, kind: SpanKind.PRODUCER });
         expectSpan(auditConsumer).toHaveParent(auditProducer);
         expect(seenEvents.get(P.audit)).toEqual([{ id: 'e-3', traceId: auditCaller.traceId }]);
+      } finally {
+        audit.close();
+      }
+    });
+  });
+
+  describe('server hooks and ignore (the otel option)', () => {
+    it('consumeHook and replyHook run on the SERVER span; an ignored request is handled untraced', async () => {
+      const audit = new OtelClientTCP({ host: HOST, port: auditPort });
+      try {
+        const { caller } = await asCaller(() => firstValueFrom(audit.send(P.ping, {})));
+        const serverSpan = await spanRecorder.waitForSpan({ name: P.ping, kind: SpanKind.SERVER });
+        expectSpan(serverSpan).toHaveAttributes({ 'app.consumed': `nestjs_tcp ${P.ping} false`, 'app.replied': 'ok' });
+        expect(serverSpan.spanContext().traceId).toBe(caller.traceId);
+
+        const skipped = await firstValueFrom(audit.send<{ spanId?: string }>(P.skip, {}));
+        await spanRecorder.waitForSpan({ name: P.skip, kind: SpanKind.CLIENT });
+        expect(findSpans(spanRecorder.getFinishedSpans(), { name: P.skip, kind: SpanKind.SERVER })).toHaveLength(0);
+        // The handler ran outside any span of the server's.
+        expect(skipped.spanId).toBeUndefined();
       } finally {
         audit.close();
       }

@@ -3,17 +3,19 @@ import { extractContext } from '../../propagation/carrier.js';
 import { ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from '../../semconv.js';
 import { diagLimited } from '../../utils/diag-limited.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
+import { callSpanHook, isIgnoredBy } from '../../utils/user-hook.js';
 import { tcpSpanEndFailed, tcpSpanStartFailed } from '../../otel.messages.js';
 import type { HandlerLookup, ProcessingEndHook, ProcessingStartHook } from '../shared/consumer-tracer.js';
 import {
   endConsumerSpan,
   resolveConsumePolicy,
   withConsumerState,
+  type ConsumeInfo,
   type ConsumePolicy,
   type ConsumerState,
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
-import { tcpPeerAttributes, tcpRpcAttributes } from './tcp.attributes.js';
+import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes } from './tcp.attributes.js';
 import { isMetadataObject, metadataWithContext, TCP_REPLY_CONTEXT_KEY, tcpMetadataGetter, type TcpMetadata } from './tcp.carrier.js';
 
 /** What the TCP server knows of one incoming packet when its processing starts. */
@@ -64,7 +66,12 @@ export function replyMetadataOf(request: TcpRequest): TcpMetadata | undefined {
  * parent by default; `link` and `parent+link` work as for the messaging consumers. Bad or missing
  * metadata gives a fresh root: extraction starts from ROOT_CONTEXT.
  */
-export function startTcpServerSpan(packet: IncomingTcpPacket, policy: ConsumePolicy): TcpRequest {
+export function startTcpServerSpan(
+  packet: IncomingTcpPacket,
+  policy: ConsumePolicy,
+  hooks?: Pick<MessagingServerTracingOptions, 'consumeHook' | 'replyHook'>,
+  info?: ConsumeInfo,
+): TcpRequest {
   const extracted = extractContext(packet.metadata, tcpMetadataGetter, ROOT_CONTEXT, 'tcp');
   const caller = trace.getSpanContext(extracted);
   const links: Link[] = [];
@@ -81,6 +88,12 @@ export function startTcpServerSpan(packet: IncomingTcpPacket, policy: ConsumePol
   addLocalAddress(packet.socket, attributes);
   const span = getOtelNestTracer().startSpan(packet.pattern, { kind: SpanKind.SERVER, links, attributes }, parent);
   const state: ConsumerState = { span, isEvent: false, ended: false };
+  if (info && hooks && (hooks.consumeHook || hooks.replyHook) && span.isRecording()) {
+    callSpanHook('consumeHook', hooks.consumeHook, span, info);
+    if (hooks.replyHook) {
+      state.reply = { hook: hooks.replyHook, info };
+    }
+  }
   const request: TcpRequest = {
     state,
     ctx: ROOT_CONTEXT,
@@ -135,9 +148,12 @@ export class TcpRequestTracer<Ctx extends object> {
     let request: TcpRequest | undefined;
     try {
       const packet = isObject(ctx) ? this.describe(ctx as Ctx) : undefined;
-      if (packet) {
+      const info: ConsumeInfo | undefined = packet
+        ? { system: TCP_SYSTEM, pattern: packet.pattern, destination: packet.pattern, isEvent: false, context: ctx }
+        : undefined;
+      if (packet && info && !isIgnoredBy('server ignore predicate', this.options?.ignore, info)) {
         const handler = this.server.getHandlerByPattern(packet.pattern);
-        request = startTcpServerSpan(packet, resolveConsumePolicy(handler, false, this.options));
+        request = startTcpServerSpan(packet, resolveConsumePolicy(handler, false, this.options), this.options, info);
         this.requests.set(ctx as object, request);
       }
     } catch (err) {
