@@ -610,6 +610,8 @@ export interface StartupSummaryParts {
   exporter: string;
   sampler: string;
   propagators: string;
+  /** Where the metrics go (`otlp http://…/v1/metrics every 60 s`); undefined when they are off. */
+  metrics?: string;
   /** What this application traces: `HTTP server (express)`, `fetch`, `NATS client`, ... */
   traced: readonly string[];
   /** What it leaves to other instrumentations that already trace it. */
@@ -635,7 +637,8 @@ export function startupSummary(parts: StartupSummaryParts): string {
     parts.tracedByOthers.length > 0 ? `; already traced by other instrumentations: ${parts.tracedByOthers.join(', ')}` : '';
   return (
     `${MESSAGE_PREFIX} Tracing service "${parts.serviceName}" (${SDK_ORIGIN[parts.sdk]}): exporter ${parts.exporter}, ` +
-    `sampler ${parts.sampler}, propagators ${parts.propagators}; traced: ${traced}${byOthers}.`
+    `sampler ${parts.sampler}, propagators ${parts.propagators}; traced: ${traced}${byOthers}` +
+    `${parts.metrics !== undefined ? `; metrics: ${parts.metrics}` : ''}.`
   );
 }
 
@@ -832,4 +835,71 @@ export function enhancerSpanFailed(): string {
 
 export function enhancerNotWrapped(): string {
   return `${MESSAGE_PREFIX} could not inspect an instance for enhancer spans; it is used as created.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (lib/metrics, lib/sdk/config/resolve-metrics.ts)
+// ---------------------------------------------------------------------------------------------
+
+export function metricsTimeoutAboveInterval(timeout: number, interval: number): string {
+  return (
+    `${MESSAGE_PREFIX} "metrics.exportTimeoutMillis" (${timeout}) must not be larger than "metrics.interval" (${interval}). ` +
+    `Use e.g. { metrics: { interval: ${Math.max(timeout, interval)}, exportTimeoutMillis: ${Math.min(timeout, interval)} } }.`
+  );
+}
+
+export function metricExporterWithoutMethods(got: unknown): string {
+  return (
+    `${MESSAGE_PREFIX} "metrics.exporter" has an export() method but not forceFlush() and shutdown(), got ${describeValue(got)}. ` +
+    'A PushMetricExporter needs all three (from @opentelemetry/sdk-metrics).'
+  );
+}
+
+export function envUnsupportedMetricsExporters(raw: string, unsupported: readonly string[], used: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_METRICS_EXPORTER=${JSON.stringify(raw)}: ${quoteList(unsupported)} ` +
+    `${unsupported.length === 1 ? 'is' : 'are'} not supported by otel-nest (supported: otlp, prometheus, console, none); ` +
+    `"${used}" is used. To export elsewhere, pass a PushMetricExporter as { metrics: { exporter } }.`
+  );
+}
+
+export function envSeveralMetricsExporters(raw: string, used: string): string {
+  return (
+    `${MESSAGE_PREFIX} OTEL_METRICS_EXPORTER=${JSON.stringify(raw)} lists several exporters; otel-nest uses one, "${used}". ` +
+    'To export to several, pass your own MeterProvider as { metrics: { meterProvider } }.'
+  );
+}
+
+export function envInvalidPort(name: string, raw: string, used: number): string {
+  return `${MESSAGE_PREFIX} ${name}=${JSON.stringify(raw)} is not a port (1 to 65535); it is ignored and ${used} is used.`;
+}
+
+export function prometheusExporterMissing(): string {
+  return (
+    `${MESSAGE_PREFIX} metrics exporter 'prometheus' needs the optional peer @opentelemetry/exporter-prometheus, ` +
+    'which is not installed. Run `npm install @opentelemetry/exporter-prometheus`, or use { metrics: { exporter: \'otlp\' } }.'
+  );
+}
+
+export function prometheusServerFailed(url: string): string {
+  return `${MESSAGE_PREFIX} the Prometheus scrape endpoint could not start at ${url}; metrics are recorded but not served. Choose another { metrics: { exporter: { prometheus: { port } } } }.`;
+}
+
+export function metricsStartFailed(): string {
+  return `${MESSAGE_PREFIX} could not start metrics; the application runs without them.`;
+}
+
+export function metricsFlushFailed(): string {
+  return `${MESSAGE_PREFIX} could not export the last metrics at shutdown.`;
+}
+
+export function metricsRecordFailed(): string {
+  return `${MESSAGE_PREFIX} could not record a metric; the request goes on.`;
+}
+
+export function metricsReusedWithDifferentOptions(running: string): string {
+  return (
+    `${MESSAGE_PREFIX} metrics already run in this process (${running}), started by an earlier OtelModule or otel-nest/register; ` +
+    'the "metrics" options of this module do not change them.'
+  );
 }

@@ -1,4 +1,5 @@
-import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import type { Attributes, MeterProvider, TextMapPropagator } from '@opentelemetry/api';
+import type { PushMetricExporter, ViewOptions } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { RuleBasedSamplerOptions } from '../sdk/sampling-rules.js';
 import type { RequestIdOptions } from '../propagation/request-id.propagator.js';
@@ -67,6 +68,69 @@ export interface BatchOptions {
  * rules, not even the default ones: they apply only when `{ rules }` is given).
  */
 export type SamplerOption = Sampler | SamplerName | { ratio: number; parentBased?: boolean } | RuleBasedSamplerOptions;
+
+/** The Prometheus scrape endpoint of `@opentelemetry/exporter-prometheus` (an optional peer: install it to use this). */
+export interface PrometheusExporterOptions {
+  /** Port of the scrape endpoint, 1 to 65535. Default: `OTEL_EXPORTER_PROMETHEUS_PORT`, else 9464. */
+  port?: number;
+  /** Interface it listens on. Default: `OTEL_EXPORTER_PROMETHEUS_HOST`, else `localhost` (use `0.0.0.0` in a container). */
+  host?: string;
+  /** Path of the scrape endpoint. Default `/metrics`. */
+  endpoint?: string;
+}
+
+/**
+ * Where metrics go. `'otlp'` (or an {@link OtlpHttpExporterOptions} object) pushes OTLP/HTTP (JSON) every
+ * `interval`; `'prometheus'` (or `{ prometheus: {...} }`) serves a scrape endpoint; `'console'` prints
+ * them; `'none'` turns metrics off; any `PushMetricExporter` instance is used as is.
+ * Default: `OTEL_METRICS_EXPORTER`, else `'otlp'`.
+ */
+export type MetricsExporterOption =
+  | 'otlp'
+  | 'prometheus'
+  | 'console'
+  | 'none'
+  | OtlpHttpExporterOptions
+  | { prometheus: PrometheusExporterOptions }
+  | PushMetricExporter;
+
+/** The RED metrics (request rate, errors, duration) recorded by the hooks that make the spans. */
+export interface MetricsOptions {
+  /**
+   * See {@link MetricsExporterOption}. OTLP goes to `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, else
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/metrics`, else the collector of an explicit traces `exporter.url`
+   * (`/v1/traces` replaced by `/v1/metrics`, its headers too), else `http://localhost:4318/v1/metrics`.
+   * Headers and timeout: `OTEL_EXPORTER_OTLP_(METRICS_)HEADERS` / `_TIMEOUT`, as for traces.
+   * Default: `OTEL_METRICS_EXPORTER`, else `'otlp'`.
+   */
+  exporter?: MetricsExporterOption;
+  /** Milliseconds between two pushes (OTLP, console, a given exporter). Default: `OTEL_METRIC_EXPORT_INTERVAL`, else 60000. */
+  interval?: number;
+  /** Time allowed for one push, in ms; at most `interval`. Default: `OTEL_METRIC_EXPORT_TIMEOUT`, else 30000 (capped at `interval`). */
+  exportTimeoutMillis?: number;
+  /** The SDK's views (rename, drop, re-bucket instruments, filter attributes). Default none. */
+  views?: ViewOptions[];
+  /**
+   * Record into this provider instead of one otel-nest makes (`exporter`, `interval` and `views` then do not
+   * apply; the provider is yours to shut down). Without it, a meter provider registered globally
+   * (`metrics.setGlobalMeterProvider`, e.g. by your NodeSDK) is adopted the same way. Default: none.
+   */
+  meterProvider?: MeterProvider;
+}
+
+/** What an HTTP `requestHook` is told. */
+export interface HttpRequestHookInfo {
+  /** Node's request (for fastify, its `raw` request). */
+  request: IncomingMessage;
+}
+
+/** What an HTTP `responseHook` is told. */
+export interface HttpResponseHookInfo extends HttpRequestHookInfo {
+  /** Node's response (for fastify, its `raw` response). */
+  response: ServerResponse;
+  /** The route template (`/orders/:id`), when one matched. */
+  route?: string;
+}
 
 /** HTTP server tracing (express and fastify). */
 export interface HttpServerTracingOptions {
@@ -252,6 +316,13 @@ export interface OtelModuleOptions {
    * (it adds a propagator and a span processor). Default off.
    */
   requestId?: boolean | RequestIdOptions;
+  /**
+   * RED metrics of every HTTP request, gRPC call and message (sampled or not), recorded where the spans
+   * are made: `true` (OTLP/HTTP to the traces collector), `false`, or {@link MetricsOptions}.
+   * Default: off, unless `OTEL_METRICS_EXPORTER` is set (to anything but `none`), which turns them on
+   * with that exporter. Off loads none of the metrics packages.
+   */
+  metrics?: boolean | MetricsOptions;
   /**
    * RED metrics of every HTTP request, gRPC call and message (sampled or not), recorded where the spans
    * are made: `true` (OTLP/HTTP to the traces collector), `false`, or {@link MetricsOptions}.

@@ -361,7 +361,9 @@ export class Redactor {
       } catch {
         // A malformed escape: compare the name as sent.
       }
-      if (!this.queryParams.matches(name)) {
+      const value = pair.slice(eq + 1);
+      // `REDACTED` is what the HTTP conventions write for signature parameters: already masked.
+      if (!this.queryParams.matches(name) || value === 'REDACTED' || value === this.replacement) {
         return pair;
       }
       changed = true;

@@ -138,3 +138,21 @@ describe('redact option', () => {
     expect(mergeRedactions([resolveRedaction(false)]).enabled).toBe(false);
   });
 });
+
+describe('redaction of a shared SDK', () => {
+  it('a module configures an SDK the preload started; the preload default comes back when it leaves', async () => {
+    const { acquireSdk } = await import('../sdk/sdk-handle.js');
+    const { resolveSdkConfig } = await import('../sdk/config/resolve-config.js');
+    const { activeRedactor } = await import('./redaction.processor.js');
+    const preload = acquireSdk(resolveSdkConfig({ exporter: 'none', logSummary: false }, {}), undefined, 'preload');
+    try {
+      expect(activeRedactor()?.isSensitiveKey('app.password')).toBe(true);
+      const module = acquireSdk(resolveSdkConfig({ exporter: 'none', redact: false }, {}));
+      expect(activeRedactor()).toBeUndefined();
+      await module.shutdown();
+      expect(activeRedactor()?.isSensitiveKey('app.password')).toBe(true);
+    } finally {
+      await preload.shutdown();
+    }
+  });
+});

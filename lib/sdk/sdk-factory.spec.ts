@@ -166,6 +166,8 @@ describe('createTracerProvider', () => {
       'RandomTraceFlagSpanProcessor',
       'BaggageAttributesSpanProcessor',
       'Object',
+      // Redaction after the user's processors, right before the export.
+      'RedactionSpanProcessor',
       'SimpleSpanProcessor',
     ]);
     expect(processors[1]).toBe(baggageProcessor);

@@ -297,6 +297,8 @@ describe('acquireSdk: a foreign provider (the application starts its own SDK)', 
         'OtelModule start one.',
       'otel-nest: "baggageToAttributes" needs a span processor, and the tracer provider was started by your own SDK. ' +
         "Add new BaggageAttributesSpanProcessor(['tenant.id', 'user.id']) (from 'otel-nest') to its spanProcessors.",
+      "otel-nest: the application's own tracer provider is used, so otel-nest's redaction (on by default) does not " +
+        'apply to it. Add `new RedactionSpanProcessor()` to its span processors, before the one that exports.',
     ]);
 
     await releaseSdk(handle);
@@ -307,7 +309,7 @@ describe('acquireSdk: a foreign provider (the application starts its own SDK)', 
 
   it('warns when the foreign provider came without a context manager', () => {
     trace.setGlobalTracerProvider(new TracerProvider());
-    const handle = acquire({});
+    const handle = acquire({ redact: false });
     expect(handle.owned).toBe(false);
     expect(handle.warnings).toEqual([expect.stringContaining('no context manager is')]);
     expect(hasContextManager()).toBe(false);

@@ -21,6 +21,7 @@ import {
 } from './guards.js';
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
 import { suggestOption } from './suggest.js';
+import { validateMetricsOption } from './validate-metrics.js';
 import { validateEnhancerSpansOption } from '../../enhancers/enhancer-spans.config.js';
 import { isRuleSamplerOptions, validateRuleSamplerOptions } from '../sampling-rules.js';
 import { validateRedactOption } from '../../redaction/redaction-options.js';
@@ -43,6 +44,7 @@ const KNOWN_OPTIONS: Record<keyof OtelModuleOptions, true> = {
   requestId: true,
   http: true,
   httpClient: true,
+  metrics: true,
   logSummary: true,
   disabled: true,
   enhancerSpans: true,
@@ -118,6 +120,7 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
   validateRedactOption(o.redact);
   validateHttpCaptureOptions(o.http);
   validateRequestId(o.requestId);
+  validateMetricsOption(o.metrics);
   for (const key of ['http', 'httpClient'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'boolean' && !isRecord(o[key])) {
       fail(key, key, o[key]);
