@@ -320,7 +320,7 @@ describe.each(['express', 'fastify'] as const)('enhancer spans on %s', (platform
     expect(server.events.filter((event) => event.name === 'exception')).toHaveLength(0);
   });
 
-  it('pipe and interceptor spans, under the SERVER span; the handler's own spans stay under the SERVER span too', async () => {
+  it("pipe and interceptor spans, under the SERVER span; the handler's own spans stay under the SERVER span too", async () => {
     const { status, body, spans, server } = await call('/enh/items/42');
     expect(status).toBe(200);
     expect(JSON.parse(body)).toEqual({ id: 42, intercepted: true });

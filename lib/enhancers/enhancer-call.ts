@@ -22,7 +22,7 @@ export interface HandlerDescription {
 }
 
 /** One finished call waiting for its window to close. */
-interface FinishedCall {
+export interface FinishedCall {
   readonly span: Span;
   /** `performance.now()` at the end, which `span.end()` turns into the exact end time. */
   readonly endedAt: number;
