@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { context, metrics, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api';
 import { isWrapped } from '@opentelemetry/instrumentation';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { channel } from 'node:diagnostics_channel';
@@ -15,12 +15,16 @@ import {
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
   ATTR_URL_FULL,
+  ATTR_URL_SCHEME,
 } from '../semconv.js';
 import { processGlobal } from '../utils/process-global.js';
 import { errorTypeOf } from '../utils/record-error.js';
 import { getOtelNestTracer } from '../utils/tracer.js';
 import { httpSpanName, normalizeMethod, redactUrl } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
+import { elapsedSeconds, startMeasure } from '../metrics/measure.js';
+import { activeInstruments, onMeterProvider } from '../metrics/metrics-state.js';
+import { metricsRecordFailed } from '../otel.messages.js';
 import { axiosSpanStartFailed, fetchAlreadyInstrumented, httpServiceNotInstrumented } from '../otel.messages.js';
 
 export interface ResolvedHttpClientOptions {
@@ -41,7 +45,7 @@ export function resolveHttpClientOptions(option: OtelModuleOptions['httpClient']
  * diagnostics channels (no loader hook, no patching). It is process-wide, so it is shared by every
  * module instance and turned off when the last one shuts down.
  */
-const undiciSlot = processGlobal<{ current?: { instrumentation: UndiciInstrumentation; holders: number } }>(
+const undiciSlot = processGlobal<{ current?: { instrumentation: UndiciInstrumentation; holders: number; unsubscribe?: () => void } }>(
   'undici',
   () => ({}),
 );
@@ -58,7 +62,11 @@ function acquireUndici(): boolean {
     diagLimited('info', fetchAlreadyInstrumented());
     return false;
   }
-  undiciSlot.current = { instrumentation: new UndiciInstrumentation({ enabled: true }), holders: 1 };
+  const instrumentation = new UndiciInstrumentation({ enabled: true });
+  // It records `http.client.request.duration` itself, for every request, into the provider it is
+  // given: otel-nest's metrics while they run, the API's (no-op unless registered) otherwise.
+  const unsubscribe = onMeterProvider((provider) => instrumentation.setMeterProvider(provider ?? metrics.getMeterProvider()));
+  undiciSlot.current = { instrumentation, holders: 1, unsubscribe };
   return true;
 }
 
@@ -66,6 +74,7 @@ function releaseUndici(): void {
   const undici = undiciSlot.current;
   if (undici && --undici.holders === 0) {
     undici.instrumentation.disable();
+    undici.unsubscribe?.();
     undiciSlot.current = undefined;
   }
 }
@@ -79,6 +88,13 @@ export interface AxiosLike {
 }
 
 const AXIOS_SPAN = Symbol.for('otel-nest.axios.span');
+/** The request's metric attributes and start (see startMeasure), while metrics are on. */
+const AXIOS_MEASUREMENT = Symbol.for('otel-nest.axios.measurement');
+
+interface AxiosMeasurement {
+  readonly attributes: Attributes;
+  readonly startedAt: number | undefined;
+}
 const INSTRUMENTED = processGlobal('axios-instrumented', () => new WeakSet<object>());
 
 /** True when `@opentelemetry/instrumentation-http` has wrapped `http.request` (then it makes the CLIENT span). */
@@ -92,22 +108,65 @@ export function httpModuleIsInstrumented(): boolean {
   }
 }
 
-function endAxiosSpan(span: Span, status: number | undefined, error?: { code?: unknown; message?: string } & object): void {
+function endAxiosSpan(
+  span: Span,
+  status: number | undefined,
+  error?: { code?: unknown; message?: string } & object,
+  measurement?: AxiosMeasurement,
+): void {
+  let errorType: string | undefined;
   try {
     if (status !== undefined) {
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     }
     if (status !== undefined && status >= 400) {
       // Client spans: every 4xx and 5xx answer is an error.
-      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+      errorType = String(status);
+      span.setAttribute(ATTR_ERROR_TYPE, errorType);
       span.setStatus({ code: SpanStatusCode.ERROR });
     } else if (error) {
-      span.setAttribute(ATTR_ERROR_TYPE, typeof error.code === 'string' ? error.code : errorTypeOf(error));
+      errorType = typeof error.code === 'string' ? error.code : errorTypeOf(error);
+      span.setAttribute(ATTR_ERROR_TYPE, errorType);
       span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     }
   } finally {
     span.end();
+    if (measurement) {
+      recordAxiosDuration(span, measurement, status, errorType);
+    }
   }
+}
+
+/** `http.client.request.duration` of one axios request, after its span ended (whose duration it is). */
+function recordAxiosDuration(span: Span, measurement: AxiosMeasurement, status: number | undefined, errorType: string | undefined): void {
+  const instruments = activeInstruments();
+  if (instruments === undefined) {
+    return;
+  }
+  try {
+    const attributes: Attributes = { ...measurement.attributes };
+    if (status !== undefined) {
+      attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+    }
+    if (errorType !== undefined) {
+      attributes[ATTR_ERROR_TYPE] = errorType;
+    }
+    instruments.httpClientDuration.record(elapsedSeconds(span, measurement.startedAt), attributes);
+  } catch (err) {
+    diagLimited('error', metricsRecordFailed(), err);
+  }
+}
+
+/** The low-cardinality attributes of `http.client.request.duration`: method, scheme, server address and port. */
+function axiosMeasurement(span: Span, method: string, url: URL | undefined): AxiosMeasurement {
+  const attributes: Attributes = {};
+  attributes[ATTR_HTTP_REQUEST_METHOD] = method;
+  if (url) {
+    attributes[ATTR_URL_SCHEME] = url.protocol.replace(/:$/, '');
+    attributes[ATTR_SERVER_ADDRESS] = url.hostname.replace(/^\[|\]$/g, '');
+    attributes[ATTR_SERVER_PORT] = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
+  }
+  return { attributes, startedAt: startMeasure(span) };
 }
 
 /**
@@ -152,6 +211,9 @@ export function instrumentAxios(axios: AxiosLike): void {
           },
         });
         config[AXIOS_SPAN] = span;
+        if (activeInstruments() !== undefined) {
+          config[AXIOS_MEASUREMENT] = axiosMeasurement(span, method, url);
+        }
       } catch (err) {
         diagLimited('error', axiosSpanStartFailed(), err);
       }
@@ -165,16 +227,20 @@ export function instrumentAxios(axios: AxiosLike): void {
     response => {
       const span: Span | undefined = response?.config?.[AXIOS_SPAN];
       if (span) {
+        const measurement: AxiosMeasurement | undefined = response.config[AXIOS_MEASUREMENT];
         delete response.config[AXIOS_SPAN];
-        endAxiosSpan(span, response.status);
+        delete response.config[AXIOS_MEASUREMENT];
+        endAxiosSpan(span, response.status, undefined, measurement);
       }
       return response;
     },
     error => {
       const span: Span | undefined = error?.config?.[AXIOS_SPAN];
       if (span) {
+        const measurement: AxiosMeasurement | undefined = error.config[AXIOS_MEASUREMENT];
         delete error.config[AXIOS_SPAN];
-        endAxiosSpan(span, error.response?.status, error);
+        delete error.config[AXIOS_MEASUREMENT];
+        endAxiosSpan(span, error.response?.status, error, measurement);
       }
       return Promise.reject(error);
     },

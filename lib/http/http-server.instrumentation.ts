@@ -4,6 +4,7 @@ import {
   SpanStatusCode,
   trace,
   createContextKey,
+  type Attributes,
   type Context,
   type Span,
 } from '@opentelemetry/api';
@@ -19,7 +20,9 @@ import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
+  ATTR_HTTP_REQUEST_METHOD,
   ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
 } from '../semconv.js';
 import { existingRequestHook } from '../nest-compat.js';
 import { extractContext } from '../propagation/carrier.js';
@@ -35,6 +38,10 @@ import {
 } from './http-attributes.js';
 import { diagLimited } from '../utils/diag-limited.js';
 import { HttpRouteTemplates, routeAtStart } from './http-route-templates.js';
+import { elapsedSeconds, startMeasure } from '../metrics/measure.js';
+import { activeInstruments } from '../metrics/metrics-state.js';
+import type { OtelNestInstruments } from '../metrics/instruments.js';
+import { metricsRecordFailed } from '../otel.messages.js';
 import { captureBodies, captureRequestHeaders, captureResponseHeaders, compileHttpCapture, type HttpCapture, type ReplyHeaders } from './http-capture.js';
 import { httpRouteNotRecorded, httpServerSpanEndFailed, httpServerSpanStartFailed } from '../otel.messages.js';
 
@@ -51,9 +58,20 @@ export interface HttpRequestState {
   /** The error a handler threw, kept so that a 5xx answer can record it once with its type. */
   error?: unknown;
   ended: boolean;
+  /** The RED metrics of this request, while metrics are on (sampled or not). */
+  measurement?: HttpServerMeasurement;
   /** `http.captureBody.response`: the global interceptor keeps the handler's value in `responseBody`. */
   captureResponseBody?: boolean;
   responseBody?: unknown;
+}
+
+/** What the metrics of one request need at its end. */
+interface HttpServerMeasurement {
+  readonly instruments: OtelNestInstruments;
+  /** `http.request.method` and `url.scheme`: the attributes of `http.server.active_requests`. */
+  readonly attributes: Attributes;
+  /** See startMeasure: undefined when the span's own duration is the measurement. */
+  readonly startedAt: number | undefined;
 }
 
 const HTTP_REQUEST_STATE = createContextKey('otel-nest http request state');
@@ -248,6 +266,8 @@ export class HttpServerInstrumentation implements OnModuleInit {
     // wrap the middleware that runs this hook in spans of their own.
     const rpcMetadata = httpRpcMetadata(active);
     const enriching = rpcMetadata !== undefined;
+    // instrumentation-http records the HTTP server metrics of the requests whose spans it owns.
+    const instruments = enriching ? undefined : activeInstruments();
 
     let span: Span;
     let ctx: Context;
@@ -273,6 +293,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
       span = getOtelNestTracer().startSpan(httpSpanName(method, startRoute), { kind: SpanKind.SERVER, attributes }, parent);
       ctx = trace.setSpan(parent, span);
       if (!span.isRecording()) {
+        if (instruments !== undefined) {
+          return this.measureUnsampled(ctx, span, method, req, res, fastifyReply, instruments);
+        }
         // Unsampled: the request only carries the span context on (outgoing calls continue the
         // trace, unsampled). Nothing is recorded, so there is no state to keep and nothing to end
         // (`end()` on a non-recording span does nothing).
@@ -289,6 +312,9 @@ export class HttpServerInstrumentation implements OnModuleInit {
       : { span, method, enriching, ended: false };
     state.route = startRoute;
     ctx = ctx.setValue(HTTP_REQUEST_STATE, state);
+    if (instruments !== undefined) {
+      state.measurement = beginMeasurement(instruments, span, method, req);
+    }
     if (this.capture.body?.response) {
       state.captureResponseBody = true;
     }
@@ -379,7 +405,42 @@ export class HttpServerInstrumentation implements OnModuleInit {
       diagLimited('error', httpServerSpanEndFailed(), err);
     } finally {
       state.span.end();
+      if (state.measurement) {
+        endMeasurement(state, res);
+      }
     }
+  }
+
+  /**
+   * An unsampled request while metrics are on: no span to fill, but a state for the route hook to
+   * name the route in, and the close listener that records its duration.
+   */
+  private measureUnsampled(
+    ctx: Context,
+    span: Span,
+    method: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    fastifyReply: FastifyReplyLike | undefined,
+    instruments: OtelNestInstruments,
+  ): Context {
+    const state: HttpRequestState = { span, method, enriching: false, ended: false };
+    state.measurement = beginMeasurement(instruments, span, method, req);
+    const measured = ctx.setValue(HTTP_REQUEST_STATE, state);
+    if (hasBody(req)) {
+      context.bind(measured, req);
+    }
+    res.on('close', () => {
+      if (state.ended) {
+        return;
+      }
+      state.ended = true;
+      if (!state.route) {
+        state.route = frameworkRoute(req, fastifyReply?.request);
+      }
+      endMeasurement(state, res);
+    });
+    return measured;
   }
 
   private setResponseHeaders(span: Span, res: ServerResponse, fastifyReply: FastifyReplyLike | undefined): void {
@@ -392,6 +453,51 @@ export class HttpServerInstrumentation implements OnModuleInit {
     const queryAt = url.indexOf('?');
     const path = queryAt < 0 ? url : url.slice(0, queryAt);
     return this.options.ignorePaths.some(rule => (typeof rule === 'string' ? rule === path : rule.test(path)));
+  }
+}
+
+/** Counts the request as active and notes what its duration needs. */
+function beginMeasurement(instruments: OtelNestInstruments, span: Span, method: string, req: IncomingMessage): HttpServerMeasurement | undefined {
+  try {
+    const attributes: Attributes = {};
+    attributes[ATTR_HTTP_REQUEST_METHOD] = method;
+    attributes[ATTR_URL_SCHEME] = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
+    instruments.httpServerActiveRequests.add(1, attributes);
+    return { instruments, attributes, startedAt: startMeasure(span) };
+  } catch (err) {
+    diagLimited('error', metricsRecordFailed(), err);
+    return undefined;
+  }
+}
+
+/**
+ * Records `http.server.request.duration` (after the span ended: its duration is the measurement)
+ * and takes the request off `http.server.active_requests`. Status and `error.type` as on the span:
+ * 5xx, or a response cut short (`_OTHER` before any header was sent).
+ */
+function endMeasurement(state: HttpRequestState, res: ServerResponse): void {
+  const measurement = state.measurement!;
+  state.measurement = undefined;
+  try {
+    const { instruments, attributes: active } = measurement;
+    instruments.httpServerActiveRequests.add(-1, active);
+    const attributes: Attributes = { ...active };
+    if (state.route) {
+      attributes[ATTR_HTTP_ROUTE] = state.route;
+    }
+    const status = res.statusCode;
+    const sent = res.headersSent || res.writableFinished;
+    if (sent) {
+      attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+    }
+    if (!res.writableFinished) {
+      attributes[ATTR_ERROR_TYPE] = res.headersSent ? String(status) : '_OTHER';
+    } else if (status >= 500) {
+      attributes[ATTR_ERROR_TYPE] = String(status);
+    }
+    instruments.httpServerDuration.record(elapsedSeconds(state.span, measurement.startedAt), attributes);
+  } catch (err) {
+    diagLimited('error', metricsRecordFailed(), err);
   }
 }
 

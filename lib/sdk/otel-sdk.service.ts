@@ -4,6 +4,7 @@ import {
   Logger,
   Optional,
   type OnApplicationBootstrap,
+  type OnModuleInit,
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { DiscoveryService, ModulesContainer } from '@nestjs/core';
@@ -23,7 +24,7 @@ import { compileBaggagePolicy, installBaggagePolicy, uninstallBaggagePolicy } fr
  * release it shuts the SDK down.
  */
 @Injectable()
-export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class OtelSdkService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('OtelModule');
   /** The resolved configuration (options over `OTEL_*` variables over defaults). */
   readonly config: ResolvedSdkConfig;
@@ -70,6 +71,18 @@ export class OtelSdkService implements OnApplicationBootstrap, OnApplicationShut
   /** Exports every finished span now. */
   async forceFlush(): Promise<void> {
     await this.handle.forceFlush();
+  }
+
+  /**
+   * Waits until metrics record (their packages load asynchronously, so the first request is
+   * measured). A configuration that cannot work (the Prometheus exporter not installed) throws here,
+   * at bootstrap, as a wrong option does.
+   */
+  async onModuleInit(): Promise<void> {
+    const error = await this.handle.metrics?.ready;
+    if (error !== undefined) {
+      throw error;
+    }
   }
 
   onApplicationBootstrap(): void {

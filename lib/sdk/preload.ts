@@ -58,6 +58,8 @@ export function startSdkFromEnv(options: StartSdkFromEnvOptions = {}): SdkHandle
     const handle = acquireSdk(config, logger, 'preload');
     slots[PRELOAD_KEY] = handle;
     [...config.warnings, ...handle.warnings].forEach((warning) => logger.warn(warning));
+    // Metrics that cannot start (the Prometheus exporter not installed) leave the application running without them.
+    void handle.metrics?.ready.then((error) => error && logger.error(error.message));
     if (handle.owned) {
       installExitHandlers(handle, options.process ?? process, logger);
     }

@@ -16,9 +16,11 @@ import type { BaggageAttributesSpanProcessor } from './baggage-attributes.proces
 import { mergeRedactions } from '../redaction/redaction-options.js';
 import { setActiveRedactionProcessor, type RedactionSpanProcessor } from '../redaction/redaction.processor.js';
 import type { ExportHealth, ExportHealthSnapshot } from './export-health.js';
+import { acquireMetrics, type MetricsShare } from '../metrics/metrics-state.js';
 import { differingSdkOptions, type ResolvedSdkConfig, type SdkOptionName } from './config/index.js';
 import {
   OTEL_NEST_SDK_KEY,
+  createResource,
   createTracerProvider,
   detectExistingProvider,
   globalTracerProvider,
@@ -63,6 +65,8 @@ export interface SdkHandle {
    * when `reused`. Undefined when disabled or foreign.
    */
   readonly running: ResolvedSdkConfig | undefined;
+  /** This holder's share of the process-wide metrics; undefined when its configuration leaves them off. */
+  readonly metrics?: MetricsShare;
   /**
    * Exports every finished span now. Waits at most {@link FLUSH_TIMEOUT_MS} (the exports go on in
    * the background after that, and a warning says so). Never rejects.
@@ -111,7 +115,31 @@ function currentState(): SdkState | undefined {
  * application's own NodeSDK) nothing is created. With `config.disabled` nothing is registered.
  */
 export function acquireSdk(config: ResolvedSdkConfig, logger: SdkLogger = diagSdkLogger, origin: SdkOrigin = 'module'): SdkHandle {
-  return acquire(config, logger, origin);
+  return withMetrics(acquire(config, logger, origin), config, logger);
+}
+
+/**
+ * `handle` with a share of the metrics when `config` turns them on (for our SDK and for the
+ * application's own tracer provider alike). Its flush and shutdown cover both signals, side by
+ * side within the same bound: every measurement is recorded when its span ends, so both are complete
+ * when the shutdown starts.
+ */
+function withMetrics(handle: SdkHandle, config: ResolvedSdkConfig, logger: SdkLogger): SdkHandle {
+  const metrics = acquireMetrics(config.metrics, { resource: () => createResource(handle.running ?? config), logger });
+  if (metrics === undefined) {
+    return handle;
+  }
+  return {
+    ...handle,
+    metrics,
+    warnings: [...handle.warnings, ...metrics.warnings],
+    forceFlush: async () => {
+      await Promise.all([handle.forceFlush(), metrics.forceFlush()]);
+    },
+    shutdown: async () => {
+      await Promise.all([handle.shutdown(), metrics.release()]);
+    },
+  };
 }
 
 /** Releases `handle`: see {@link SdkHandle.shutdown}. */

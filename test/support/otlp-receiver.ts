@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { SPAN_KIND_NAMES, STATUS_CODE_NAMES, type ViewerSpan as ReceivedSpan, type ViewerValue as ReceivedValue } from '../../lib/devtools/devtools.interfaces.js';
 import { decodeOtlpTraceRequest, OtlpDecodeError } from '../../lib/devtools/otlp-json.decoder.js';
+import { decodeJsonMetricsRequest, describeMetricPoints, type ReceivedMetricPoint } from './otlp-metrics.js';
 
 /**
  * A minimal OTLP/HTTP trace collector for end-to-end tests: a real HTTP server that decodes what
@@ -61,12 +62,22 @@ export interface OtlpReceiver {
    * `timeoutMs` (default 5000) with the received spans as a tree.
    */
   waitForSpans(condition: number | ReceivedSpanPredicate, timeoutMs?: number): Promise<ReceivedSpan[]>;
-  /** Forgets the received spans and requests. */
+  /** Metrics URL: `http://127.0.0.1:<port>/v1/metrics` (OTLP/JSON, `POST`). */
+  metricsUrl: string;
+  /** Every metric data point received at /v1/metrics, in arrival order (live array; see otlp-metrics.ts). */
+  metricPoints: ReceivedMetricPoint[];
+  /**
+   * Resolves with the matching points once at least one matches (a throwing predicate counts as no
+   * match); rejects after `timeoutMs` (default 5000) listing the latest point of every series.
+   */
+  waitForMetrics(predicate: (point: ReceivedMetricPoint) => boolean, timeoutMs?: number): Promise<ReceivedMetricPoint[]>;
+  /** Forgets the received spans, metric points and requests. */
   reset(): void;
   close(): Promise<void>;
 }
 
 const TRACES_PATH = '/v1/traces';
+const METRICS_PATH = '/v1/metrics';
 const KIND_NAMES = SPAN_KIND_NAMES;
 const STATUS_NAMES = STATUS_CODE_NAMES;
 
@@ -153,6 +164,7 @@ interface Waiter {
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const metricPoints: ReceivedMetricPoint[] = [];
   const requests: ReceivedRequest[] = [];
   const waiters = new Set<Waiter>();
 
@@ -196,6 +208,17 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       answer(response, statusCode, { code: statusCode === 415 ? 12 : 3, message });
     };
 
+    if (record.path.split('?')[0] === METRICS_PATH && record.method === 'POST' && contentType === 'application/json') {
+      try {
+        record.body = decompress(raw, contentEncoding);
+        metricPoints.push(...decodeJsonMetricsRequest(JSON.parse(record.body.toString('utf8'))));
+      } catch (error) {
+        return refuse(400, `Malformed OTLP/JSON metrics request: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      answer(response, 200, {});
+      notify();
+      return;
+    }
     if (record.path.split('?')[0] !== TRACES_PATH) {
       return refuse(404, `Only ${TRACES_PATH} is served by this test receiver.`);
     }
@@ -290,8 +313,41 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     });
   };
 
+  const waitForMetrics = (predicate: (point: ReceivedMetricPoint) => boolean, timeoutMs = 5000): Promise<ReceivedMetricPoint[]> =>
+    new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        check: () => {
+          let matching: ReceivedMetricPoint[] = [];
+          try {
+            matching = metricPoints.filter(predicate);
+          } catch {
+            // Not yet.
+          }
+          if (matching.length > 0) {
+            waiters.delete(waiter);
+            clearTimeout(timer);
+            resolve(matching);
+          }
+        },
+        cancel: (reason) => {
+          waiters.delete(waiter);
+          clearTimeout(timer);
+          reject(reason);
+        },
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        reject(new Error(`Timed out after ${timeoutMs} ms waiting for a matching metric point; received:\n${describeMetricPoints(metricPoints)}`));
+      }, timeoutMs);
+      waiters.add(waiter);
+      waiter.check();
+    });
+
   return {
     url: `${endpoint}${TRACES_PATH}`,
+    metricsUrl: `${endpoint}${METRICS_PATH}`,
+    metricPoints,
+    waitForMetrics,
     endpoint,
     port,
     spans,
@@ -299,6 +355,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     waitForSpans,
     reset: () => {
       spans.length = 0;
+      metricPoints.length = 0;
       requests.length = 0;
     },
     close: async () => {

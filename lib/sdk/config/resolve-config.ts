@@ -25,6 +25,7 @@ import {
 } from './sdk-config.js';
 import { validateOptions } from './validate-options.js';
 import { isRuleSamplerOptions } from '../sampling-rules.js';
+import { resolveMetrics } from './resolve-metrics.js';
 import { resolveRequestIdOptions } from '../../propagation/request-id.propagator.js';
 import { resolveRedaction } from '../../redaction/redaction-options.js';
 
@@ -53,6 +54,7 @@ export function resolveSdkConfig(options: OtelModuleOptions, env: NodeJS.Process
     propagators: resolvePropagators(opts, reader),
     spanProcessors: [...(opts.spanProcessors ?? [])],
     baggageToAttributes: [...new Set(opts.baggageToAttributes ?? [])],
+    metrics: resolveMetrics(opts, reader, disabled),
     requestId: resolveRequestIdOptions(opts.requestId),
     redaction: resolveRedaction(opts.redact),
     explicitSdkOptions: SDK_OPTION_NAMES.filter((name) => opts[name] !== undefined),

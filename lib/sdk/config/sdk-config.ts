@@ -1,4 +1,5 @@
-import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import type { Attributes, MeterProvider, TextMapPropagator } from '@opentelemetry/api';
+import type { PushMetricExporter, ViewOptions } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { BatchOptions, PropagatorName, SamplerName } from '../../interfaces/otel-module-options.interface.js';
 import type { RuleBasedSamplerOptions } from '../sampling-rules.js';
@@ -34,6 +35,32 @@ export type ResolvedPropagators =
   /** In extraction order; empty means "propagate nothing". */
   | { readonly kind: 'named'; readonly names: readonly KnownPropagatorName[] }
   | { readonly kind: 'instance'; readonly propagator: TextMapPropagator };
+
+export type ResolvedMetricsExporter =
+  | {
+      readonly kind: 'otlp';
+      /** Full metrics URL. */
+      readonly url: string;
+      readonly headers: Readonly<Record<string, string>>;
+      readonly timeoutMillis: number;
+    }
+  | { readonly kind: 'prometheus'; readonly port: number; readonly host: string; readonly endpoint: string }
+  | { readonly kind: 'console' }
+  | { readonly kind: 'instance'; readonly exporter: PushMetricExporter };
+
+/** The metrics settings (lib/sdk/config/resolve-metrics.ts); `enabled: false` loads nothing. */
+export type ResolvedMetrics =
+  | { readonly enabled: false }
+  | {
+      readonly enabled: true;
+      /** Undefined with `meterProvider` (the application's provider exports). */
+      readonly exporter: ResolvedMetricsExporter | undefined;
+      readonly intervalMillis: number;
+      readonly exportTimeoutMillis: number;
+      readonly views: readonly ViewOptions[];
+      /** The application's provider (the `meterProvider` option): recorded into, never shut down. */
+      readonly meterProvider: MeterProvider | undefined;
+    };
 
 /** Options that configure the SDK itself: they cannot change a provider that is already running. */
 export type SdkOptionName =
@@ -73,6 +100,8 @@ export interface ResolvedSdkConfig {
   readonly requestId: ResolvedRequestIdOptions | undefined;
   /** `redact`: the rules of the redaction processor (on by default). Applies to a running provider too. */
   readonly redaction: ResolvedRedaction;
+  /** RED metrics: off, or how to export them. */
+  readonly metrics: ResolvedMetrics;
   /** SDK-level options the user gave explicitly (used to warn when they cannot apply). */
   readonly explicitSdkOptions: readonly SdkOptionName[];
   /** Problems found in `OTEL_*` variables; reported by the caller, never thrown. */
@@ -92,6 +121,10 @@ export const SDK_DEFAULTS = {
     attributePerEventCountLimit: 128,
     attributePerLinkCountLimit: 128,
   },
+  otlpMetricsUrl: 'http://localhost:4318/v1/metrics',
+  metricExportIntervalMillis: 60_000,
+  metricExportTimeoutMillis: 30_000,
+  prometheus: { port: 9464, host: 'localhost', endpoint: '/metrics' },
   sampler: 'parentbased_always_on',
   samplerRatio: 1,
   propagators: ['tracecontext', 'baggage'],

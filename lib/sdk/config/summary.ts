@@ -13,6 +13,8 @@ export interface SummarizedSdk {
   readonly serviceName: string;
   /** The configuration the running otel-nest SDK was built from; undefined when disabled or foreign. */
   readonly running: ResolvedSdkConfig | undefined;
+  /** Where the metrics go, when they are on. */
+  readonly metrics?: { readonly description: string };
 }
 
 /**
@@ -30,6 +32,7 @@ export function describeStartup(sdk: SummarizedSdk, traced: readonly string[], t
     propagators: running ? describePropagators(running.propagators) : FOREIGN_SDK_DESCRIPTION,
     traced,
     tracedByOthers,
+    metrics: sdk.metrics?.description,
   });
 }
 

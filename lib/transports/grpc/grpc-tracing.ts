@@ -8,6 +8,9 @@ import {
   ATTR_RPC_METHOD,
   ATTR_RPC_METHOD_ORIGINAL,
   ATTR_RPC_STATUS_CODE,
+  ATTR_RPC_SYSTEM_NAME,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
   RPC_MESSAGE_EVENT,
 } from '../../semconv.js';
 import { extractContext, injectContext } from '../../propagation/carrier.js';
@@ -15,6 +18,8 @@ import { recordError } from '../../utils/record-error.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 import { diagLimited } from '../../utils/diag-limited.js';
 import { withConsumerState, type ConsumerState } from '../shared/messaging-tracing.js';
+import { activeInstruments } from '../../metrics/metrics-state.js';
+import { measureSpan, recordSpanMeasurement, type SpanMeasurement } from '../../metrics/span-measurement.js';
 import {
   GRPC_RPC_SYSTEM,
   GRPC_STATUS_CANCELLED,
@@ -91,6 +96,8 @@ export class GrpcCallSpan implements ConsumerState {
   readonly isEvent = false;
   error?: unknown;
   ended = false;
+  /** `rpc.server.call.duration` / `rpc.client.call.duration`, while metrics are on. */
+  measurement?: SpanMeasurement;
   private sent = 0;
   private received = 0;
   private events = 0;
@@ -144,19 +151,22 @@ export class GrpcCallSpan implements ConsumerState {
     }
     this.ended = true;
     this.open?.delete(this);
+    let statusName: string | undefined;
+    let errorType: string | undefined;
     try {
       if (rename) {
         this.span.updateName(rename.name);
         this.span.setAttributes(rename.attributes);
       }
       const name = grpcStatusName(code);
+      statusName = name;
       this.span.setAttribute(ATTR_RPC_STATUS_CODE, name);
       if (this.tracing.legacy) {
         this.span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, typeof code === 'number' ? code : 2);
       }
       // `failure`: why a call that sent no error status failed all the same (server shutdown).
       if (failure !== undefined || isGrpcError(name, this.side)) {
-        const errorType = failure ?? name;
+        errorType = failure ?? name;
         if (this.error !== undefined) {
           recordError(this.span, this.error, errorType);
         } else {
@@ -168,7 +178,33 @@ export class GrpcCallSpan implements ConsumerState {
       diag.error(grpcSpanEndFailed(this.side === 'client' ? 'CLIENT' : 'SERVER'), err);
     } finally {
       this.span.end();
+      if (this.measurement !== undefined) {
+        const extra: Attributes = {};
+        extra[ATTR_RPC_STATUS_CODE] = statusName ?? grpcStatusName(code);
+        if (rename) {
+          extra[ATTR_RPC_METHOD] = rename.attributes[ATTR_RPC_METHOD];
+        }
+        recordSpanMeasurement(this.measurement, this.span, errorType, extra);
+      }
     }
+  }
+
+  /** Measures the call while metrics are on: `rpc.system.name`, `rpc.method`, and the server's address on the client. */
+  measure(attributes: Attributes, serverAttributes?: Attributes): void {
+    const instruments = activeInstruments();
+    if (instruments === undefined) {
+      return;
+    }
+    const metric: Attributes = {};
+    metric[ATTR_RPC_SYSTEM_NAME] = GRPC_RPC_SYSTEM;
+    metric[ATTR_RPC_METHOD] = attributes[ATTR_RPC_METHOD];
+    if (serverAttributes?.[ATTR_SERVER_ADDRESS] !== undefined) {
+      metric[ATTR_SERVER_ADDRESS] = serverAttributes[ATTR_SERVER_ADDRESS];
+    }
+    if (serverAttributes?.[ATTR_SERVER_PORT] !== undefined) {
+      metric[ATTR_SERVER_PORT] = serverAttributes[ATTR_SERVER_PORT];
+    }
+    this.measurement = measureSpan(this.span, this.side === 'client' ? instruments.rpcClientDuration : instruments.rpcServerDuration, metric);
   }
 }
 
@@ -324,6 +360,7 @@ function startServerSpan(
   const span = getOtelNestTracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
   const serialize = typeof methodDescriptor?.responseSerialize === 'function' ? methodDescriptor.responseSerialize : undefined;
   const state = new GrpcCallSpan(span, 'server', tracing, serialize, open);
+  state.measure(attributes);
   return { state, ctx: withConsumerState(trace.setSpan(parent, span), state) };
 }
 
@@ -381,6 +418,7 @@ export function createGrpcClientInterceptor(tracing: ResolvedGrpcTracing, server
       const span = getOtelNestTracer().startSpan(name, { kind: SpanKind.CLIENT, attributes }, caller);
       const serialize = typeof definition?.requestSerialize === 'function' ? definition.requestSerialize : undefined;
       state = new GrpcCallSpan(span, 'client', tracing, serialize);
+      state.measure(attributes, serverAttributes);
       ctx = trace.setSpan(caller, span);
     } catch (err) {
       diagLimited('error', grpcSpanStartFailed('CLIENT'), err);

@@ -32,6 +32,9 @@ import { extractContext } from '../../propagation/carrier.js';
 import { getRequestId, setRequestId } from '../../propagation/request-id.propagator.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 import { producerSpanNotCompleted } from '../../otel.messages.js';
+import { activeInstruments } from '../../metrics/metrics-state.js';
+import { measureConsumer, measureProducer } from '../../metrics/messaging-metrics.js';
+import { recordSpanMeasurement, takeSpanMeasurement, type SpanMeasurement } from '../../metrics/span-measurement.js';
 import { captureMessageBody, captureMessageHeaders, messageCaptureOf, type MessageCapture, type MessageCaptureOptions } from './message-capture.js';
 import { callSpanHook, isIgnoredBy, type SpanHook } from '../../utils/user-hook.js';
 
@@ -189,6 +192,8 @@ export interface ConsumerState {
   capture?: MessageCapture;
   /** The server's reply hook and what it is told, when it has one. */
   reply?: { hook: SpanHook<ReplyInfo>; info: ConsumeInfo };
+  /** The span's metric (`messaging.process.duration`; an RPC server duration for a transport that says RPC), while metrics are on. */
+  measurement?: SpanMeasurement;
 }
 
 const CONSUMER_STATE = createContextKey('otel-nest messaging consumer state');
@@ -258,6 +263,10 @@ export function startConsumerSpan<C>(
     parent,
   );
   const state: ConsumerState = { span, isEvent, ended: false };
+  const instruments = activeInstruments();
+  if (instruments !== undefined) {
+    state.measurement = measureConsumer(instruments, span, message.system, message, message.attributes);
+  }
   if (capture?.bodyMaxBytes !== undefined && span.isRecording()) {
     state.capture = capture;
   }
@@ -297,6 +306,9 @@ export function endConsumerSpan(state: ConsumerState): void {
     }
   } finally {
     state.span.end();
+    if (state.measurement !== undefined) {
+      recordSpanMeasurement(state.measurement, state.span, state.error !== undefined ? rpcErrorType(state.error) : undefined);
+    }
   }
 }
 
@@ -348,6 +360,10 @@ export function startProducerSpan(
   attributes[ATTR_NESTJS_HANDLER_TYPE] = message.isEvent ? 'event' : 'message';
   addAttributes(attributes, message.attributes);
   const span = getOtelNestTracer().startSpan(messagingSpanName('send', message), { kind: SpanKind.PRODUCER, attributes }, active);
+  const instruments = activeInstruments();
+  if (instruments !== undefined) {
+    measureProducer(instruments, span, message.system, message, message.attributes);
+  }
   if (info) {
     callSpanHook('publishHook', hooks!.publishHook, span, info);
   }
@@ -390,6 +406,9 @@ export function producerSpanEnder(span: Span): (error?: unknown, errorType?: str
       diag.error(producerSpanNotCompleted(), err);
     } finally {
       span.end();
+      if (activeInstruments() !== undefined) {
+        recordSpanMeasurement(takeSpanMeasurement(span), span, error !== undefined ? (errorType ?? rpcErrorType(error)) : errorType);
+      }
     }
   };
 }
