@@ -52,6 +52,7 @@ export * from './transports/kafka/index.js';
 export * from './transports/grpc/index.js';
 export * from './transports/tcp/index.js';
 export * from './transports/redis/index.js';
+export * from './transports/mqtt/index.js';
 export * from './logging/index.js';
 export {
   getRequestId,

@@ -648,7 +648,7 @@ export function startupSummary(parts: StartupSummaryParts): string {
 // ---------------------------------------------------------------------------------------------
 
 /** The transports as users know them, in the messages below. */
-export type TransportName = 'NATS' | 'RabbitMQ' | 'Kafka' | 'Redis' | 'TCP';
+export type TransportName = 'NATS' | 'RabbitMQ' | 'Kafka' | 'Redis' | 'TCP' | 'MQTT';
 
 export function consumerSpanStartFailed(): string {
   return `${MESSAGE_PREFIX} could not start the CONSUMER span; the message is handled untraced.`;

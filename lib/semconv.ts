@@ -77,6 +77,10 @@ export const ATTR_MESSAGING_KAFKA_OFFSET = 'messaging.kafka.offset';
 export const ATTR_MESSAGING_KAFKA_MESSAGE_TOMBSTONE = 'messaging.kafka.message.tombstone';
 export const ATTR_MESSAGING_RABBITMQ_ROUTING_KEY = 'messaging.rabbitmq.destination.routing_key';
 export const ATTR_MESSAGING_RABBITMQ_DELIVERY_TAG = 'messaging.rabbitmq.message.delivery_tag';
+/** QoS level (0, 1, 2) of an MQTT message; the conventions define no MQTT attributes, so it is namespaced. */
+export const ATTR_NESTJS_MQTT_QOS = 'nestjs.mqtt.qos';
+/** The retain flag of an MQTT message. */
+export const ATTR_NESTJS_MQTT_RETAIN = 'nestjs.mqtt.retain';
 
 /** The Nest pattern of a microservice handler, as given to `@MessagePattern` / `@EventPattern`. */
 export const ATTR_NESTJS_PATTERN = 'nestjs.pattern';

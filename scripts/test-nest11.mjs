@@ -93,6 +93,7 @@ const FILES = [
   'test/redis.e2e-spec.ts',
   'test/tcp.e2e-spec.ts',
   'test/tcp-interop.e2e-spec.ts',
+  'test/mqtt.e2e-spec.ts',
 ];
 
 /** Copied into the work folder on every run (timestamps kept: the Kafka broker build compares them). */
