@@ -214,8 +214,11 @@ export function withConsumerState(ctx: Context, state: ConsumerState): Context {
 
 /** The channel name of the inbound baggage policy for a `messaging.system` value. */
 function baggageChannelOf(system: string): string {
-  return system === 'rabbitmq' ? 'rmq' : system;
+  return BAGGAGE_CHANNEL_OF_SYSTEM[system] ?? system;
 }
+
+/** `messaging.system` values whose baggage channel name differs (the others are the same). */
+const BAGGAGE_CHANNEL_OF_SYSTEM: Record<string, string> = { rabbitmq: 'rmq', nestjs_tcp: 'tcp' };
 
 /**
  * Starts the CONSUMER span `process {destination}` (see {@link messagingSpanName}) for one message. Bad or missing headers give a
