@@ -610,6 +610,8 @@ export interface StartupSummaryParts {
   exporter: string;
   sampler: string;
   propagators: string;
+  /** `off` or `on (custom)`; undefined for the default (on, built-in rules). */
+  redaction?: string;
   /** Where the metrics go (`otlp http://…/v1/metrics every 60 s`); undefined when they are off. */
   metrics?: string;
   /** What this application traces: `HTTP server (express)`, `fetch`, `NATS client`, ... */
@@ -637,7 +639,7 @@ export function startupSummary(parts: StartupSummaryParts): string {
     parts.tracedByOthers.length > 0 ? `; already traced by other instrumentations: ${parts.tracedByOthers.join(', ')}` : '';
   return (
     `${MESSAGE_PREFIX} Tracing service "${parts.serviceName}" (${SDK_ORIGIN[parts.sdk]}): exporter ${parts.exporter}, ` +
-    `sampler ${parts.sampler}, propagators ${parts.propagators}; traced: ${traced}${byOthers}` +
+    `sampler ${parts.sampler}, propagators ${parts.propagators}${parts.redaction !== undefined ? `, redaction ${parts.redaction}` : ''}; traced: ${traced}${byOthers}` +
     `${parts.metrics !== undefined ? `; metrics: ${parts.metrics}` : ''}.`
   );
 }

@@ -156,3 +156,19 @@ describe('redaction of a shared SDK', () => {
     }
   });
 });
+
+describe('startup summary', () => {
+  it('says when redaction is off or custom, and nothing for the default', async () => {
+    const { describeStartup } = await import('../sdk/config/summary.js');
+    const { resolveSdkConfig } = await import('../sdk/config/resolve-config.js');
+    const line = (redact: boolean | object | undefined) =>
+      describeStartup(
+        { disabled: false, disabledReason: undefined, owned: true, reused: false, serviceName: 's', running: resolveSdkConfig({ redact } as never, {}) },
+        [],
+        [],
+      );
+    expect(line(false)).toContain(', redaction off;');
+    expect(line({ extraKeys: ['iban'] })).toContain(', redaction on (custom);');
+    expect(line(undefined)).not.toContain('redaction');
+  });
+});

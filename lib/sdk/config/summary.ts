@@ -1,4 +1,5 @@
 import { FOREIGN_SDK_DESCRIPTION, startupSummary } from '../../otel.messages.js';
+import { describeRedaction, REDACTION_DEFAULT } from '../../redaction/redaction-options.js';
 import { DEFAULT_SAMPLING_RULES, describeSamplingDecision } from '../sampling-rules.js';
 import { SDK_DEFAULTS, type ResolvedExporter, type ResolvedPropagators, type ResolvedSampler, type ResolvedSdkConfig } from './sdk-config.js';
 
@@ -30,6 +31,8 @@ export function describeStartup(sdk: SummarizedSdk, traced: readonly string[], t
     exporter: running ? describeExporter(running.exporter) : FOREIGN_SDK_DESCRIPTION,
     sampler: running ? describeSampler(running.sampler) : FOREIGN_SDK_DESCRIPTION,
     propagators: running ? describePropagators(running.propagators) : FOREIGN_SDK_DESCRIPTION,
+    // Only when it is not the default (on, built-in rules): `off` or `on (custom)`.
+    redaction: running && running.redaction !== REDACTION_DEFAULT ? describeRedaction(running.redaction) : undefined,
     traced,
     tracedByOthers,
     metrics: sdk.metrics?.description,
