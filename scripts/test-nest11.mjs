@@ -76,6 +76,8 @@ const FILES = [
   'test/redaction.e2e-spec.ts',
   'test/capture.e2e-spec.ts',
   'test/http-client.e2e-spec.ts',
+  'test/metrics.e2e-spec.ts',
+  'test/metrics-transports.e2e-spec.ts',
   'test/nats.e2e-spec.ts',
   'test/rmq.e2e-spec.ts',
   'test/kafka.e2e-spec.ts',
