@@ -10,6 +10,7 @@ import {
   Param,
   ParseIntPipe,
   Query,
+  Scope,
   UnauthorizedException,
   UseFilters,
   UseGuards,
@@ -76,6 +77,14 @@ class TokenGuard implements CanActivate {
   async canActivate(): Promise<boolean> {
     await sleep(1);
     throw new UnauthorizedException('no token');
+  }
+}
+
+/** Created per request by the application's injector (which has the decorator too). */
+@Injectable({ scope: Scope.REQUEST })
+class ScopedGuard implements CanActivate {
+  canActivate(): boolean {
+    return true;
   }
 }
 
@@ -146,6 +155,12 @@ class EnhancedController {
   @UseGuards(SharedGuard)
   b(): string {
     return 'b';
+  }
+
+  @Get('scoped')
+  @UseGuards(ScopedGuard)
+  scoped(): string {
+    return 'scoped';
   }
 
   @Get('deny')
@@ -298,6 +313,16 @@ describe.each(['express', 'fastify'] as const)('enhancer spans on %s', (platform
     expect(sharedOnB[0]!.attributes['nestjs.handler']).toBe('b');
   });
 
+  it('a request-scoped guard, created per request, has its span on every request', async () => {
+    for (let i = 0; i < 2; i++) {
+      const { status, spans, server } = await call('/enh/scoped');
+      expect(status).toBe(200);
+      const scoped = enhancerSpans(spans).filter((span) => span.name === 'guard ScopedGuard');
+      expect(scoped).toHaveLength(1);
+      expect(scoped[0]!.parentSpanId).toBe(server.spanId);
+    }
+  });
+
   it('a guard that returns false: nestjs.guard.result=false, not an error; the request is refused (403)', async () => {
     const { status, spans } = await call('/enh/deny');
     expect(status).toBe(403);
@@ -394,6 +419,34 @@ describe('enhancer spans off (the default), with otelInstrument() given', () => 
       expect(spans.some((span) => span.kind === SPAN_KIND_SERVER)).toBe(true);
       expect(enhancerSpans(spans)).toEqual([]);
     }
+  });
+});
+
+describe('enhancer spans on, but the application created without otelInstrument()', () => {
+  let app: INestApplication;
+  let base: string;
+  const logged: string[] = [];
+
+  beforeAll(async () => {
+    const record = (message: unknown) => void logged.push(String(message));
+    app = await NestFactory.create(appModule('enhancers-no-instrument', { enhancerSpans: true, logSummary: true }, receiver), {
+      logger: { log: record, warn: record, error: record, debug: record, verbose: record, fatal: record },
+    });
+    await app.listen(0, '127.0.0.1');
+    base = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('says so at bootstrap (the summary lists enhancer spans, a warning says how to pass otelInstrument()), and makes none', async () => {
+    expect(logged.find((line) => line.includes('enhancer spans (guards, pipes, interceptors, filters; collapse above 10, keep 3)'))).toBeDefined();
+    expect(logged.find((line) => line.includes('"enhancerSpans" is on, but this application was not created with otelInstrument()'))).toBeDefined();
+    const traceId = randomBytes(16).toString('hex');
+    await plainRequest(`${base}/enh/a`, { headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } });
+    const spans = await traceSpans(app, traceId, SPAN_KIND_SERVER);
+    expect(enhancerSpans(spans)).toEqual([]);
   });
 });
 
