@@ -1,5 +1,8 @@
 // `npm run sample`: runs the five-service e-commerce sample on this machine's brokers and databases,
-// places a successful and a declined order, and prints both traces as trees.
+// places a successful and a declined order, and prints both traces as trees, each followed by the
+// log lines that belong to it: the services log with OtelConsoleLogger, whose lines inside a request
+// end with trace_id=... span_id=...; they are read from the services' output, found by trace id, and
+// given to the trace viewer too, which shows them under the trace.
 //
 //   npm run sample                 keeps the services and the trace viewer running until Ctrl-C
 //   npm run sample -- --once       exits after the demo: 0 if both traces have the promised shape
@@ -22,6 +25,10 @@ const SERVICES = ['inventory', 'payment', 'notification', 'orders', 'gateway'];
 /** Services that use pg or ioredis, started with the instrumentation preload. */
 const PRELOADED = new Set(['orders', 'inventory']);
 const START_TIMEOUT_MS = 30_000;
+/** The ids OtelConsoleLogger (text mode) ends a line with, inside a request. */
+const LOG_IDS = / trace_id=([0-9a-f]{32}) span_id=([0-9a-f]{16})/;
+/** Every service line with a trace id, in arrival order. */
+const traceLogs = [];
 const TRACE_TIMEOUT_MS = 15_000;
 
 if (ONCE) {
@@ -167,6 +174,11 @@ for (const [index, order] of ORDERS.entries()) {
     console.log(`   ${ok ? '✓' : '✗'} ${description}`);
     failures += ok ? 0 : 1;
   }
+  const lines = traceLogs.filter((log) => log.traceId === traceId);
+  console.log(`\n   log lines of this trace (${lines.length}, found by trace_id in the services' output):`);
+  for (const log of lines) {
+    console.log(`     [${log.service}] ${log.text}`);
+  }
   links.push(`${viewer.endpoint}/trace/${traceId}`);
   console.log(`   viewer: ${links.at(-1)}`);
 }
@@ -217,10 +229,18 @@ function startService(name) {
     const timer = setTimeout(() => reject(new Error(`${name} was not ready within ${START_TIMEOUT_MS / 1000} s:\n${output}`)), START_TIMEOUT_MS);
     const onLine = (line) => {
       output += `${line}\n`;
-      // Nest's startup lines (modules, routes) and kafkajs' INFO lines are noise here, and so is
-      // everything after the demo of --once.
-      if (!quiet && !/\[(InstanceLoader|RoutesResolver|RouterExplorer|NestFactory|NestApplication|NestMicroservice)\]| INFO \[/.test(line)) {
-        console.log(`   [${name}] ${line.replace(/^\[Nest\] \d+\s+- .*?\s{2,}/, '')}`);
+      const text = line.replace(/^\[Nest\] \d+\s+- .*?\s{2,}/, '');
+      const ids = LOG_IDS.exec(line);
+      if (ids) {
+        // Printed after the trace it belongs to, and shown by the viewer under it.
+        traceLogs.push({ service: name, traceId: ids[1], spanId: ids[2], text });
+        viewer.store.addLogs([
+          { traceId: ids[1], spanId: ids[2], service: name, timeUnixNano: `${BigInt(Date.now()) * 1_000_000n}`, severity: /^\s*([A-Z]+)/.exec(text)?.[1] ?? '', body: text.replace(LOG_IDS, '').replace(/ trace_flags=[0-9a-f]{2}/, '') },
+        ]);
+      } else if (!quiet && !/\[(InstanceLoader|RoutesResolver|RouterExplorer|NestFactory|NestApplication|NestMicroservice)\]| INFO \[/.test(line)) {
+        // Nest's startup lines (modules, routes) and kafkajs' INFO lines are noise here, and so is
+        // everything after the demo of --once.
+        console.log(`   [${name}] ${text}`);
       }
       if (/\] ready: /.test(line)) {
         clearTimeout(timer);

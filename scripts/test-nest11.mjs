@@ -76,6 +76,8 @@ const FILES = [
   'test/redaction.e2e-spec.ts',
   'test/capture.e2e-spec.ts',
   'test/http-client.e2e-spec.ts',
+  'test/log-correlation.e2e-spec.ts',
+  'test/request-id.e2e-spec.ts',
   'test/metrics.e2e-spec.ts',
   'test/metrics-transports.e2e-spec.ts',
   'test/nats.e2e-spec.ts',

@@ -81,7 +81,7 @@ const shipped: string[] = [];
 class ShippingController {
   private readonly logger = new Logger('ShippingController');
 
-  @EventPattern(SUBJECT)
+  @EventPattern<string>(SUBJECT)
   onShipped(@Payload() data: { id: string }): void {
     this.logger.log(`order ${data.id} shipped`);
     shipped.push(data.id);

@@ -60,9 +60,9 @@ class BackendController {
     return { requestId: getRequestId(), header: ctx.getHeaders()?.get('x-request-id') || undefined };
   }
 
-  @EventPattern(AUDIT)
-  audit(@Payload() data: { tag: string }, @Ctx() ctx: NatsContext): void {
-    audits.set(data.tag, { requestId: getRequestId(), header: ctx.getHeaders()?.get('x-request-id') || undefined });
+  @EventPattern<string>(AUDIT)
+  audit(@Payload() data: unknown, @Ctx() ctx: NatsContext): void {
+    audits.set((data as { tag: string }).tag, { requestId: getRequestId(), header: ctx.getHeaders()?.get('x-request-id') || undefined });
   }
 }
 

@@ -86,6 +86,26 @@ describe('npm run sample -- --once', () => {
     expect(run.output).toMatch(/Trace viewer: http:\/\/127\.0\.0\.1:\d+\//);
   });
 
+  it('prints, after each trace, its log lines: found by trace id, from all five services, each with the id of a span of that trace', () => {
+    const printed = run.output.split('\n').filter((line) => /^ {5}\[\w+\] /.test(line));
+    for (const status of [201, 402]) {
+      const t = traceOf(status);
+      const traceId = t.spans[0]!.traceId;
+      const lines = printed.filter((line) => line.includes(`trace_id=${traceId} `));
+      expect(run.output).toContain(`log lines of this trace (${lines.length}, found by trace_id`);
+      expect(new Set(lines.map((line) => /^ {5}\[(\w+)\]/.exec(line)![1])), `${status}:\n${lines.join('\n')}`).toEqual(new Set(SERVICES));
+      const spanIds = new Set(t.spans.map((span) => span.spanId));
+      for (const line of lines) {
+        expect(spanIds.has(/ span_id=([0-9a-f]{16})/.exec(line)![1]!), line).toBe(true);
+      }
+    }
+    expect(printed.length).toBeGreaterThanOrEqual(10);
+    const orderTraces = [traceOf(201).spans[0]!.traceId, traceOf(402).spans[0]!.traceId];
+    expect(printed.filter((line) => !orderTraces.some((traceId) => line.includes(`trace_id=${traceId} `)))).toEqual([]);
+    // The ready lines, written outside any request, carry none.
+    expect(run.output).toMatch(/\[gateway\] LOG \[Gateway\] ready: http:\S+$/m);
+  });
+
   it('every span reached the receiver over OTLP/JSON, and every message consumer span belongs to one of the two orders', () => {
     expect(receiver.requests.length).toBeGreaterThan(0);
     expect(receiver.requests.every((request) => request.statusCode === 200 && request.contentType === 'application/json')).toBe(true);
@@ -463,6 +483,31 @@ describe.skipIf(noBrowser !== undefined)('the declined order in the trace viewer
     expect(rows.some((row) => row.name === 'saga.compensate place-order')).toBe(true);
     expect(rows.find((row) => row.name === 'saga.step charge')?.error).toBe(true);
     await page.screenshot({ path: join(ROOT, '.build', 'sample-declined-order.png'), fullPage: true });
+  });
+
+  it('shows the log lines the sample printed for the trace under the waterfall, each naming the span it was written in', async () => {
+    const traceId = declined.spans[0]!.traceId;
+    // What scripts/sample.mjs gives its viewer: the services' lines that carry this trace id.
+    const printed = run.output.split('\n').filter((line) => /^ {5}\[\w+\] /.test(line) && line.includes(`trace_id=${traceId} `));
+    expect(printed.length).toBeGreaterThanOrEqual(5);
+    viewer.store.addLogs(
+      printed.map((line, index) => {
+        const [, service, text] = /^ {5}\[(\w+)\] (.*)$/.exec(line)!;
+        const spanId = / span_id=([0-9a-f]{16})/.exec(line)![1]!;
+        return { traceId, spanId, service: service!, severity: /^([A-Z]+)/.exec(text!)![1]!, timeUnixNano: String(index + 1), body: text! };
+      }),
+    );
+    await page.goto(`${viewer.url.replace(/\/$/, '')}/#/trace/${traceId}`);
+    await page.waitForSelector('.log-row');
+    const logs = await page.$$eval('.log-row', (elements) => elements.map((row) => Array.from(row.querySelectorAll('td'), (cell) => (cell as { textContent: string | null }).textContent ?? '')));
+    expect(logs).toHaveLength(printed.length);
+    const byId = new Map(declined.spans.map((span) => [span.spanId, span.name]));
+    logs.forEach(([, service, severity, spanName, body], index) => {
+      expect(printed[index]).toContain(`[${service}] ${body}`);
+      expect(['LOG', 'WARN']).toContain(severity);
+      expect(spanName).toBe(byId.get(/ span_id=([0-9a-f]{16})/.exec(printed[index]!)![1]!));
+    });
+    expect(logs.find(([, service, severity]) => service === 'payment' && severity === 'WARN')?.[4]).toMatch(/card ending 0002 declined/);
   });
 });
 

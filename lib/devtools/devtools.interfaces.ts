@@ -122,7 +122,24 @@ export interface WaterfallRow {
   linkedFrom: LinkEnd[];
 }
 
+/** A log line that belongs to a trace (found by its trace id), as the viewer shows it under the waterfall. */
+export interface ViewerLogRecord {
+  traceId: string;
+  /** The span that was active when the line was written, when known. */
+  spanId?: string;
+  /** When the line was written (or received), nanoseconds since the epoch as a decimal string. */
+  timeUnixNano: string;
+  /** The service that wrote it. */
+  service: string;
+  /** `INFO`, `WARN`, ... as the logger said; `''` when unknown. */
+  severity: string;
+  /** The line as written. */
+  body: string;
+}
+
 export interface TraceDetail {
   summary: TraceSummary;
   rows: WaterfallRow[];
+  /** The trace's log lines, oldest first; empty when none were given to the viewer. */
+  logs: ViewerLogRecord[];
 }

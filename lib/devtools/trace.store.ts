@@ -4,6 +4,7 @@ import {
   type TraceDetail,
   type TraceSummary,
   type ViewerLink,
+  type ViewerLogRecord,
   type ViewerSpan,
   type WaterfallRow,
 } from './devtools.interfaces.js';
@@ -13,6 +14,8 @@ export interface TraceStoreOptions {
   maxTraces?: number;
   /** Spans kept per trace; later spans of a full trace are refused and counted. Default 2000. */
   maxSpansPerTrace?: number;
+  /** Log lines kept per trace; later ones are refused. Default 1000. */
+  maxLogsPerTrace?: number;
 }
 
 /** What {@link TraceStore.add} did with a batch of spans. */
@@ -27,6 +30,11 @@ export interface AddResult {
 
 export const DEFAULT_MAX_TRACES = 200;
 export const DEFAULT_MAX_SPANS_PER_TRACE = 2000;
+export const DEFAULT_MAX_LOGS_PER_TRACE = 1000;
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const SPAN_ID = /^[0-9a-f]{16}$/;
+/** Longest log body kept, in characters; longer ones are cut with an ellipsis. */
+const MAX_LOG_BODY = 16_384;
 
 interface StoredTrace {
   readonly traceId: string;
@@ -72,11 +80,63 @@ function endOf(span: ViewerSpan): bigint {
 export class TraceStore {
   readonly maxTraces: number;
   readonly maxSpansPerTrace: number;
+  readonly maxLogsPerTrace: number;
   private readonly traces = new Map<string, StoredTrace>();
+  /** Log lines by trace id, apart from the spans: lines often arrive before their trace's spans. */
+  private readonly logLines = new Map<string, ViewerLogRecord[]>();
 
   constructor(options: TraceStoreOptions = {}) {
     this.maxTraces = positiveInteger(options.maxTraces, DEFAULT_MAX_TRACES, 'maxTraces');
     this.maxSpansPerTrace = positiveInteger(options.maxSpansPerTrace, DEFAULT_MAX_SPANS_PER_TRACE, 'maxSpansPerTrace');
+    this.maxLogsPerTrace = positiveInteger(options.maxLogsPerTrace, DEFAULT_MAX_LOGS_PER_TRACE, 'maxLogsPerTrace');
+  }
+
+  /**
+   * Keeps log lines with the trace their `traceId` names (the sample runner gives the lines it
+   * read from the services' output). Lines without a valid trace id are ignored; the lines of at
+   * most `maxTraces` traces are kept (the stalest go first), `maxLogsPerTrace` per trace.
+   * Returns how many were kept.
+   */
+  addLogs(records: readonly ViewerLogRecord[]): number {
+    let kept = 0;
+    for (const record of records) {
+      const traceId = typeof record?.traceId === 'string' ? record.traceId.toLowerCase() : '';
+      if (!TRACE_ID.test(traceId) || typeof record.body !== 'string') {
+        continue;
+      }
+      const lines = this.logLines.get(traceId) ?? [];
+      this.logLines.delete(traceId);
+      this.logLines.set(traceId, lines);
+      if (lines.length >= this.maxLogsPerTrace) {
+        continue;
+      }
+      const spanId = typeof record.spanId === 'string' && SPAN_ID.test(record.spanId.toLowerCase()) ? record.spanId.toLowerCase() : undefined;
+      lines.push({
+        traceId,
+        ...(spanId ? { spanId } : {}),
+        timeUnixNano: /^\d{1,20}$/.test(String(record.timeUnixNano)) ? String(record.timeUnixNano) : '0',
+        service: typeof record.service === 'string' ? record.service : '',
+        severity: typeof record.severity === 'string' ? record.severity : '',
+        body: record.body.length > MAX_LOG_BODY ? `${record.body.slice(0, MAX_LOG_BODY)}…` : record.body,
+      });
+      kept++;
+    }
+    for (const traceId of this.logLines.keys()) {
+      if (this.logLines.size <= this.maxTraces) {
+        break;
+      }
+      this.logLines.delete(traceId);
+    }
+    return kept;
+  }
+
+  /** The log lines of a trace, oldest first (by time, then in the order given). */
+  logs(traceId: string): ViewerLogRecord[] {
+    const lines = this.logLines.get(traceId) ?? [];
+    return lines
+      .map((line, index) => ({ line, index }))
+      .sort((a, b) => compareNanos(a.line.timeUnixNano, b.line.timeUnixNano) || a.index - b.index)
+      .map(({ line }) => line);
   }
 
   /** Number of traces held. */
@@ -122,6 +182,7 @@ export class TraceStore {
 
   clear(): void {
     this.traces.clear();
+    this.logLines.clear();
   }
 
   /** Every stored trace, newest start first. */
@@ -160,7 +221,7 @@ export class TraceStore {
       linksTo: span.links.map((link) => this.linkEnd(link.traceId, link.spanId, span.traceId, link.attributes)),
       linkedFrom: linkedFrom.get(span.spanId) ?? [],
     }));
-    return { summary, rows };
+    return { summary, rows, logs: this.logs(traceId) };
   }
 
   private linkEnd(traceId: string, spanId: string, fromTraceId: string, attributes: ViewerLink['attributes']): LinkEnd {

@@ -50,6 +50,11 @@ td.num { text-align: right; white-space: nowrap; }
 .trace-head { margin-bottom: 12px; }
 .trace-head .meta { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; color: var(--muted); }
 .related a { margin-right: 10px; }
+.logs { margin-top: 16px; }
+.logs h2 { font-size: 14px; margin: 0 0 6px; }
+.log-table { border-collapse: collapse; width: 100%; font-size: 12px; }
+.log-table td { padding: 2px 8px 2px 0; vertical-align: top; }
+.log-body { white-space: pre-wrap; word-break: break-all; }
 .trace-body { display: grid; grid-template-columns: minmax(0, 1fr) 440px; gap: 16px; align-items: start; }
 .waterfall { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
 .wf-row { display: grid; grid-template-columns: 420px minmax(0, 1fr); min-height: var(--row-h); border-bottom: 1px solid #f0f3f6; }
@@ -369,6 +374,24 @@ const SCRIPT = String.raw`
       ].concat(rows)),
       h('aside', { id: 'details', class: 'details' }, h('p', { class: 'muted' }, 'Click a span to see its attributes, events, links, status and resource.')),
     ]));
+    var logs = detail.logs || [];
+    if (logs.length) {
+      var spanNames = new Map(detail.rows.map(function (row) { return [row.span.spanId, row.span.name]; }));
+      add(app, h('section', { class: 'logs', id: 'logs' }, [
+        h('h2', null, logs.length + (logs.length === 1 ? ' log line' : ' log lines')),
+        h('table', { class: 'log-table' }, h('tbody', null, logs.map(function (line) {
+          return h('tr', { class: 'log-row', data: { spanId: line.spanId || '' } }, [
+            h('td', { class: 'mono' }, line.timeUnixNano === '0' ? '' : clock(line.timeUnixNano)),
+            h('td', null, line.service ? serviceTag(line.service) : ''),
+            h('td', { class: 'mono' }, line.severity),
+            h('td', null, line.spanId && spanNames.has(line.spanId)
+              ? h('button', { type: 'button', class: 'jump', title: 'span ' + line.spanId, onclick: function () { choose(line.spanId); } }, spanNames.get(line.spanId))
+              : (line.spanId ? shortId(line.spanId) : '')),
+            h('td', { class: 'mono log-body' }, line.body),
+          ]);
+        }))),
+      ]));
+    }
     selectSpan(state.selected, false);
   }
 

@@ -103,10 +103,13 @@ export function otelPinoMixin(options: LogCorrelationOptions = {}): () => Record
   return () => logCorrelationFields(context.active(), names) ?? {};
 }
 
-/** What winston (logform) asks of a format: a `transform`. Structurally a `winston.Logform.Format`. */
+/**
+ * What winston (logform) asks of a format: a `transform`. Structurally a `winston.Logform.Format`
+ * (typed loosely, so that winston's types are not needed to compile against this package).
+ */
 export interface OtelWinstonFormat {
-  transform<T extends Record<string | symbol, any>>(info: T, options?: unknown): T;
-  options?: unknown;
+  transform(info: any, options?: unknown): any;
+  options?: object;
 }
 
 /**

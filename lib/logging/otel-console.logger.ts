@@ -1,6 +1,5 @@
 import { ConsoleLogger, Injectable, Optional, type ConsoleLoggerOptions } from '@nestjs/common';
 import { context } from '@opentelemetry/api';
-import { emitLogRecord } from './log-records.js';
 import { logCorrelationFields, resolveLogFields, type LogCorrelationFieldNames, type ResolvedLogFields } from './log-correlation.js';
 
 /** Options of {@link OtelConsoleLogger}: Nest's `ConsoleLoggerOptions` (`json`, `colors`, `logLevels`, ...) plus the field names. */
@@ -20,8 +19,7 @@ export interface OtelConsoleLoggerOptions extends ConsoleLoggerOptions {
  * const app = await NestFactory.create(AppModule, { logger: new OtelConsoleLogger({ json: true }) });
  * // or: app.useLogger(new OtelConsoleLogger());
  * ```
- * With `logs` on in `OtelModule.forRoot()`, every line is also emitted as an OpenTelemetry
- * LogRecord, in the caller's context. Only Nest's own protected formatting seams are overridden.
+ * Only Nest's own protected formatting seams (`formatMessage`, `getJsonLogObject`) are overridden.
  */
 @Injectable()
 export class OtelConsoleLogger extends ConsoleLogger {
@@ -36,12 +34,6 @@ export class OtelConsoleLogger extends ConsoleLogger {
     super(contextOrOptions as string, options as ConsoleLoggerOptions);
     const given = typeof contextOrOptions === 'object' ? contextOrOptions : options;
     this.fieldNames = resolveLogFields(given?.fields);
-  }
-
-  /** Every record goes through here once, text or JSON: the place to emit it as a LogRecord too. */
-  protected override printMessages(messages: unknown[], ...rest: any[]): void {
-    emitLogRecord(messages, rest[0] as string | undefined, (rest[1] as string | undefined) ?? 'log');
-    super.printMessages(messages, ...(rest as []));
   }
 
   /** Text mode: `key=value` pairs at the end of the line (the ids and flags are hex, request ids have no spaces). */

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Param, ParseUUIDPipe, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, Logger, Param, ParseUUIDPipe, Post, Req } from '@nestjs/common';
 import { TraceService } from 'otel-nest';
 import type { Order } from '../shared/contracts.js';
 import type { AuthenticatedRequest } from './api-key.guard.js';
@@ -7,6 +7,8 @@ import { OrdersClient } from './orders.client.js';
 
 @Controller('orders')
 export class OrdersController {
+  private readonly logger = new Logger('OrdersController');
+
   constructor(
     private readonly orders: OrdersClient,
     private readonly trace: TraceService,
@@ -14,6 +16,7 @@ export class OrdersController {
 
   @Post()
   place(@Body() order: CreateOrderDto, @Req() { principal }: AuthenticatedRequest): Promise<Order> {
+    this.logger.log(`order for ${order.quantity} × ${order.sku} from ${principal.userId}`);
     // From here on, every span in every service this request reaches carries the tenant and the user.
     return this.trace.withTenant(principal.tenantId, () =>
       this.trace.withUser(principal.userId, () => this.orders.place(order, principal)),

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -10,6 +10,8 @@ const reservationKey = (orderId: string) => `reservation:${orderId}`;
 
 @Injectable()
 export class StockService {
+  private readonly logger = new Logger('StockService');
+
   constructor(
     @Inject(pg.Pool) private readonly db: pg.Pool,
     private readonly redis: Redis,
@@ -25,6 +27,7 @@ export class StockService {
     }
     const reservation: Reservation = { orderId, sku, quantity, amountCents: rows[0]!.price_cents * quantity };
     await this.redis.set(reservationKey(orderId), JSON.stringify(reservation), 'EX', RESERVATION_TTL_SECONDS);
+    this.logger.log(`reserved ${quantity} × ${sku} for order ${orderId}`);
     return reservation;
   }
 
@@ -36,6 +39,7 @@ export class StockService {
     }
     const { sku, quantity } = JSON.parse(cached) as Reservation;
     await this.db.query('UPDATE shop.stock SET available = available + $2 WHERE sku = $1', [sku, quantity]);
+    this.logger.log(`released the reservation of order ${orderId}`);
     return { released: true };
   }
 }

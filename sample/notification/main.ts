@@ -1,10 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { OtelServerKafka } from 'otel-nest';
+import { OtelConsoleLogger, OtelServerKafka } from 'otel-nest';
 import { config } from '../shared/config.js';
 import { NotificationModule } from './notification.module.js';
 
 const app = await NestFactory.createMicroservice(NotificationModule, {
+  logger: new OtelConsoleLogger(),
   strategy: new OtelServerKafka({
     client: { clientId: 'notification', brokers: config.kafka.brokers },
     consumer: { groupId: 'notification', maxWaitTimeInMs: config.kafka.maxWaitTimeInMs },

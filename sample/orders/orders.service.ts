@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { RpcException, type ClientProxy } from '@nestjs/microservices';
 import { Metadata, status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
@@ -9,6 +9,8 @@ import { errorMessage, PLACE_ORDER, type PlaceOrderResults } from './place-order
 
 @Injectable()
 export class OrdersService {
+  private readonly logger = new Logger('OrdersService');
+
   constructor(
     private readonly sagas: SagaOrchestrator,
     @Inject(ORDER_EVENTS_CLIENT) private readonly events: ClientProxy,
@@ -24,12 +26,14 @@ export class OrdersService {
     try {
       const { context } = await this.sagas.run<PlaceOrder, PlaceOrderResults>(PLACE_ORDER, order, { sagaId: order.orderId });
       await this.publish(Topics.orderCreated, { orderId: order.orderId, userId: order.userId, status: 'confirmed', reason: null });
+      this.logger.log(`order ${order.orderId} confirmed`);
       return context.results.confirm;
     } catch (error) {
       if (!(error instanceof SagaFailedError)) {
         throw error;
       }
       const reason = `${error.failedStep}: ${errorMessage(error.cause)}`;
+      this.logger.warn(`order ${order.orderId} rejected (${reason})`);
       await this.publish(Topics.orderFailed, { orderId: order.orderId, userId: order.userId, status: 'rejected', reason });
       const metadata = new Metadata();
       metadata.set(OrdersGrpc.orderIdTrailer, order.orderId);

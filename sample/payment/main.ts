@@ -1,10 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { OtelServerNats } from 'otel-nest';
+import { OtelConsoleLogger, OtelServerNats } from 'otel-nest';
 import { config } from '../shared/config.js';
 import { PaymentModule } from './payment.module.js';
 
 const app = await NestFactory.createMicroservice(PaymentModule, {
+  logger: new OtelConsoleLogger(),
   // A queue group: several payment instances share the requests.
   strategy: new OtelServerNats({ ...config.nats, queue: 'payment' }),
 });

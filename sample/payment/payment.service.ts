@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +9,7 @@ import { DECLINED_CARD, type Charge, type ChargeRequest } from '../shared/contra
 @Injectable()
 export class PaymentService {
   private readonly charges = new Map<string, Charge>();
+  private readonly logger = new Logger('PaymentService');
 
   constructor(private readonly trace: TraceService) {}
 
@@ -17,10 +18,12 @@ export class PaymentService {
     await sleep(15); // the card network
     this.trace.setAttribute('payment.card.last4', cardNumber.slice(-4));
     if (cardNumber === DECLINED_CARD) {
+      this.logger.warn(`card ending ${cardNumber.slice(-4)} declined for order ${orderId}`);
       throw new RpcException({ code: 'card_declined', message: 'The card was declined.' });
     }
     const charge: Charge = { paymentId: randomUUID(), orderId, amountCents };
     this.charges.set(orderId, charge);
+    this.logger.log(`charged ${amountCents} cents for order ${orderId}`);
     return charge;
   }
 
