@@ -75,6 +75,7 @@ const FILES = [
   'test/http-server.e2e-spec.ts',
   'test/redaction.e2e-spec.ts',
   'test/capture.e2e-spec.ts',
+  'test/sampling-rules.e2e-spec.ts',
   'test/http-client.e2e-spec.ts',
   'test/log-correlation.e2e-spec.ts',
   'test/request-id.e2e-spec.ts',

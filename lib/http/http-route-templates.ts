@@ -226,7 +226,10 @@ export function collectRouteTemplates(modules: ModulesContainer, config: Applica
       const prototype = metatype.prototype as Record<string, unknown>;
       for (const methodName of scanner.getAllMethodNames(prototype)) {
         const callback = prototype[methodName];
-        const methodPaths = typeof callback === 'function' ? Reflect.getMetadata(PATH_METADATA, callback) : undefined;
+        if (typeof callback !== 'function') {
+          continue;
+        }
+        const methodPaths: string | string[] | undefined = Reflect.getMetadata(PATH_METADATA, callback);
         if (methodPaths === undefined) {
           continue;
         }

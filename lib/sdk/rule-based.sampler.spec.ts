@@ -137,6 +137,9 @@ describe('RuleBasedSampler: matching', () => {
       expect(decide(sampler, messaging(system, 'other'), consumer)).toBe(RECORD);
     }
     expect(decide(sampler, messaging('kafka', 'orders.created'), consumer)).toBe(DROP);
+    // Nest's TCP transport: SERVER spans with rpc.system.name nestjs_tcp.
+    expect(decide(sampler, { 'rpc.system.name': 'nestjs_tcp', 'rpc.method': 'noise', 'nestjs.pattern': 'noise' })).toBe(DROP);
+    expect(decide(sampler, { 'rpc.system.name': 'nestjs_tcp', 'rpc.method': 'sum', 'nestjs.pattern': 'sum' })).toBe(RECORD);
     expect(decide(sampler, messaging('zeromq', 'x'), consumer)).toBe(DROP);
     // A field the span cannot have never matches: no route on a message.
     const routeOnly = rules({ rules: [{ route: '*', sample: 'drop' }] });

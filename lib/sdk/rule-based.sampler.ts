@@ -49,8 +49,11 @@ const ATTR_MESSAGING_SYSTEM_NAME = 'messaging.system.name';
 const RECORD: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
 const DROP: SamplingResult = Object.freeze({ decision: SamplingDecision.NOT_RECORD });
 
-/** `messaging.system` values whose rule protocol is spelled otherwise (Nest's `Transport.RMQ`). */
-const PROTOCOL_ALIASES: Readonly<Record<string, string>> = { rabbitmq: 'rmq' };
+/**
+ * `messaging.system` / `rpc.system.name` values whose rule protocol is spelled otherwise: Nest's
+ * `Transport.RMQ`, and the TCP transport's `nestjs_tcp`.
+ */
+const PROTOCOL_ALIASES: Readonly<Record<string, string>> = { rabbitmq: 'rmq', nestjs_tcp: 'tcp' };
 
 interface Matcher {
   test(value: string): boolean;
@@ -207,8 +210,9 @@ function matches(matcher: Matcher | undefined, value: string | undefined): boole
  *
  * - HTTP SERVER: protocol `http`, `method` from `http.request.method` (or `http.method`), `route` from
  *   `http.route`, else `url.path`;
- * - gRPC SERVER: protocol from `rpc.system.name` (or `rpc.system`), `method` and `pattern` from `rpc.method`;
- * - messaging CONSUMER: protocol from `messaging.system` (`rabbitmq` is `rmq`; any other value is
+ * - RPC SERVER (gRPC, Nest's TCP transport): protocol from `rpc.system.name` (or `rpc.system`;
+ *   `nestjs_tcp` is `tcp`), `method` and `pattern` from `rpc.method` (`pattern` also from `nestjs.pattern`);
+ * - messaging CONSUMER: protocol from `messaging.system` (`rabbitmq` is `rmq`, `nestjs_tcp` is `tcp`; any other value is
  *   itself), `pattern` from `nestjs.pattern`, `messaging.destination.template` or
  *   `messaging.destination.name`.
  *
@@ -302,9 +306,11 @@ export class RuleBasedSampler implements Sampler {
     } else {
       const rpcSystem = str(attributes[ATTR_RPC_SYSTEM_NAME]) ?? str(attributes[ATTR_RPC_SYSTEM]);
       if (rpcSystem !== undefined) {
-        protocol = rpcSystem;
+        protocol = PROTOCOL_ALIASES[rpcSystem] ?? rpcSystem;
         method = str(attributes[ATTR_RPC_METHOD]);
         pattern = method;
+        // The TCP transport's SERVER spans: the Nest pattern too.
+        destinationName = str(attributes[ATTR_NESTJS_PATTERN]);
       } else {
         const system = str(attributes[ATTR_MESSAGING_SYSTEM]) ?? str(attributes[ATTR_MESSAGING_SYSTEM_NAME]);
         if (system !== undefined) {

@@ -31,7 +31,7 @@ export type SamplingDecisionOption = 'drop' | 'always' | number | { readonly rat
 export interface SamplingRule {
   /** `http`, `grpc`, `nats`, `rmq`, `kafka`, `tcp`, `redis`, `mqtt` (case-insensitive). */
   readonly protocol?: SamplingProtocol | (string & {}) | RegExp | ReadonlyArray<string | RegExp>;
-  /** HTTP: the request method (`GET`, case-insensitive). gRPC: `rpc.method` (`orders.v1.OrderService/PlaceOrder`). */
+  /** HTTP: the request method (`GET`). gRPC and TCP: `rpc.method` (`orders.v1.OrderService/PlaceOrder`). Case-insensitive. */
   readonly method?: SamplingMatch;
   /**
    * HTTP: the route template (`/orders/:id`, with the global prefix and URI version as registered),
@@ -40,7 +40,7 @@ export interface SamplingRule {
   readonly route?: SamplingMatch;
   /**
    * Messaging: the Nest pattern, the destination template or the destination name (any of them).
-   * gRPC: `rpc.method`.
+   * gRPC: `rpc.method`; TCP: the pattern.
    */
   readonly pattern?: SamplingMatch;
   /** The decision. Required. */

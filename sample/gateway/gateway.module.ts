@@ -13,11 +13,13 @@ import { TraceIdMiddleware } from './trace-id.middleware.js';
 
 @Module({
   imports: [
-    // Exporter, batching and sampler come from the OTEL_* environment variables.
+    // Exporter and batching come from the OTEL_* environment variables. The rule sampler's default
+    // rules drop the /health probes (and what they call goes out unsampled); every other request
+    // follows OTEL_TRACES_SAMPLER, else parent-based always-on.
     OtelModule.forRoot({
       serviceName: 'gateway',
       baggageToAttributes: BAGGAGE_TO_ATTRIBUTES,
-      http: { ignorePaths: ['/health'] },
+      sampler: { rules: [] },
     }),
     ThrottlerModule.forRoot([{ ttl: 10_000, limit: 20 }]),
     ClientsModule.register([
