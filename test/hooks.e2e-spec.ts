@@ -1,12 +1,16 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Controller, Get, Inject, Module, type INestApplication, type INestMicroservice } from '@nestjs/common';
-import { ClientsModule, EventPattern, MessagePattern, NatsContext, Ctx, RpcException, type ClientProxy } from '@nestjs/microservices';
+import { ClientsModule, EventPattern, MessagePattern, NatsContext, Payload, RpcException, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { firstValueFrom, lastValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OtelModule } from '../lib/index.js';
+import type { Span } from '@opentelemetry/api';
+import { OtelModule, type PublishInfo } from '../lib/index.js';
 import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
+import { OtelClientRedis, OtelServerRedis } from '../lib/transports/redis/index.js';
+import { OtelClientTCP, OtelServerTCP } from '../lib/transports/tcp/index.js';
 import { plainRequest } from './support/http-request.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
@@ -92,8 +96,8 @@ describe('hooks and ignore predicates: HTTP requestHook/responseHook/ignore, tra
       }
 
       @EventPattern(S.event)
-      onEvent(@Ctx() ctx: NatsContext): void {
-        void ctx;
+      onEvent(@Payload() data: unknown): void {
+        void data;
       }
     }
 
@@ -125,7 +129,7 @@ describe('hooks and ignore predicates: HTTP requestHook/responseHook/ignore, tra
             options: {
               servers: [NATS],
               otel: {
-                publishHook: (span, info) => {
+                publishHook: (span: Span, info: PublishInfo) => {
                   span.setAttribute('app.sku', String((info.data as { sku?: string }).sku));
                   span.setAttribute('app.publish_kind', info.isEvent ? 'event' : 'message');
                 },
@@ -252,3 +256,151 @@ describe('hooks and ignore predicates: HTTP requestHook/responseHook/ignore, tra
     expect(producer.attributes['app.sku']).toBe('E-5');
   });
 });
+
+describe('client hooks on the TCP and Redis clients: publishHook sees the payload, ignore leaves no span of ours', () => {
+  let receiver: OtlpReceiver;
+  let app: INestApplication;
+  let url: string;
+  const TCP = 'TCP_CLIENT';
+  const TCP_QUIET = 'TCP_QUIET';
+  const REDIS = 'REDIS_CLIENT';
+  const REDIS_QUIET = 'REDIS_QUIET';
+  const P = { tcp: `${RUN}.tcp.get`, redis: `${RUN}.redis.get`, tcpEvent: `${RUN}.tcp.event` };
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    const tcpPort = await freePort();
+    const redisOptions = { host: '127.0.0.1', port: 6379 };
+    const publishHook = (span: Span, info: PublishInfo) => span.setAttribute('app.client_saw', `${info.system} ${info.pattern} ${(info.data as { n: number }).n}`);
+
+    @Controller('clients')
+    class ClientsController {
+      constructor(
+        @Inject(TCP) private readonly tcp: ClientProxy,
+        @Inject(TCP_QUIET) private readonly tcpQuiet: ClientProxy,
+        @Inject(REDIS) private readonly redis: ClientProxy,
+        @Inject(REDIS_QUIET) private readonly redisQuiet: ClientProxy,
+      ) {}
+
+      @Get('tcp')
+      viaTcp(): Promise<unknown> {
+        return firstValueFrom(this.tcp.send(P.tcp, { n: 1 }));
+      }
+
+      @Get('tcp-event')
+      async tcpEvent(): Promise<{ ok: true }> {
+        await lastValueFrom(this.tcp.emit(P.tcpEvent, { n: 3 }), { defaultValue: undefined });
+        return { ok: true };
+      }
+
+      @Get('tcp-quiet')
+      viaTcpQuiet(): Promise<unknown> {
+        return firstValueFrom(this.tcpQuiet.send(P.tcp, { n: 4 }));
+      }
+
+      @Get('redis')
+      viaRedis(): Promise<unknown> {
+        return firstValueFrom(this.redis.send(P.redis, { n: 2 }));
+      }
+
+      @Get('redis-quiet')
+      viaRedisQuiet(): Promise<unknown> {
+        return firstValueFrom(this.redisQuiet.send(P.redis, { n: 5 }));
+      }
+
+      @MessagePattern(P.tcp)
+      tcpHandler(): { via: 'tcp' } {
+        return { via: 'tcp' };
+      }
+
+      @EventPattern(P.tcpEvent)
+      tcpEventHandler(@Payload() data: unknown): void {
+        void data;
+      }
+
+      @MessagePattern(P.redis)
+      redisHandler(): { via: 'redis' } {
+        return { via: 'redis' };
+      }
+    }
+
+    @Module({
+      imports: [
+        OtelModule.forRoot({ serviceName: 'client-hooks', exporter: { url: receiver.url }, batch: false, logSummary: false }),
+        ClientsModule.register([
+          { name: TCP, customClass: OtelClientTCP, options: { host: '127.0.0.1', port: tcpPort, otel: { publishHook } } },
+          { name: TCP_QUIET, customClass: OtelClientTCP, options: { host: '127.0.0.1', port: tcpPort, otel: { ignore: () => true } } },
+          { name: REDIS, customClass: OtelClientRedis, options: { ...redisOptions, otel: { publishHook } } },
+          { name: REDIS_QUIET, customClass: OtelClientRedis, options: { ...redisOptions, otel: { ignore: () => true } } },
+        ]),
+      ],
+      controllers: [ClientsController],
+    })
+    class ClientsAppModule {}
+
+    app = (await Test.createTestingModule({ imports: [ClientsAppModule] }).compile()).createNestApplication();
+    app.connectMicroservice({ strategy: new OtelServerTCP({ host: '127.0.0.1', port: tcpPort }) });
+    app.connectMicroservice({ strategy: new OtelServerRedis(redisOptions) });
+    await app.startAllMicroservices();
+    await app.listen(0, '127.0.0.1');
+    url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+
+  afterAll(async () => {
+    // Closes the connected microservices too.
+    await app?.close();
+    await receiver?.close();
+  });
+
+  /** The SERVER span of the HTTP request to `path`, and the spans of its trace once `kind` arrived. */
+  async function traceOfRequest(path: string, kind: number) {
+    await plainRequest(`${url}${path}`);
+    const [server] = await receiver.waitForSpans((s) => s.kind === SERVER && s.attributes['url.path'] === path);
+    await receiver.waitForSpans((s) => s.traceId === server!.traceId && s.kind === kind);
+    return { server: server!, spans: receiver.spans.filter((s) => s.traceId === server!.traceId) };
+  }
+
+  it('TCP send: the CLIENT span has the hook\'s attribute; the server span is its child', async () => {
+    const { spans } = await traceOfRequest('/clients/tcp', SERVER_OF_TCP);
+    const client = spans.find((s) => s.kind === CLIENT)!;
+    expect(client.attributes['app.client_saw']).toBe(`nestjs_tcp ${P.tcp} 1`);
+    expect(spans.find((s) => s.kind === SERVER && s.parentSpanId === client.spanId)).toBeDefined();
+  });
+
+  it('TCP emit: the PRODUCER span has the hook\'s attribute', async () => {
+    const { spans } = await traceOfRequest('/clients/tcp-event', PRODUCER);
+    expect(spans.find((s) => s.kind === PRODUCER)!.attributes['app.client_saw']).toBe(`nestjs_tcp ${P.tcpEvent} 3`);
+  });
+
+  it('TCP ignore: no CLIENT span; the TCP server span continues the HTTP SERVER span', async () => {
+    const path = '/clients/tcp-quiet';
+    await plainRequest(`${url}${path}`);
+    const [http] = await receiver.waitForSpans((s) => s.kind === SERVER && s.attributes['url.path'] === path);
+    const [tcpServer] = await receiver.waitForSpans((s) => s.traceId === http!.traceId && s.kind === SERVER && s.spanId !== http!.spanId);
+    expect(tcpServer!.parentSpanId).toBe(http!.spanId);
+    expect(receiver.spans.filter((s) => s.traceId === http!.traceId && s.kind === CLIENT)).toEqual([]);
+  });
+
+  it('Redis send: the PRODUCER span has the hook\'s attribute; ignore leaves only the consumer, under the HTTP span', async () => {
+    const { spans } = await traceOfRequest('/clients/redis', CONSUMER);
+    expect(spans.find((s) => s.kind === PRODUCER)!.attributes['app.client_saw']).toBe(`redis ${P.redis} 2`);
+    const quiet = await traceOfRequest('/clients/redis-quiet', CONSUMER);
+    expect(quiet.spans.filter((s) => s.kind === PRODUCER)).toEqual([]);
+    expect(quiet.spans.find((s) => s.kind === CONSUMER)!.parentSpanId).toBe(quiet.server.spanId);
+  });
+});
+
+const CLIENT = 3;
+/** The TCP server's request span is a SERVER span (RPC), like the HTTP one. */
+const SERVER_OF_TCP = 2;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

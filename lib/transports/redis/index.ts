@@ -2,7 +2,7 @@ import type { CustomStrategy } from '@nestjs/microservices';
 import { OtelServerRedis, type OtelServerRedisOptions } from './otel-server-redis.js';
 
 export { OtelServerRedis, type OtelServerRedisOptions } from './otel-server-redis.js';
-export { OtelClientRedis } from './otel-client-redis.js';
+export { OtelClientRedis, type OtelClientRedisOptions } from './otel-client-redis.js';
 export { REPLY_CONTEXT_KEY, redisMetadataGetter, redisMetadataSetter, type RedisPacketMetadata } from './redis.carrier.js';
 
 /**

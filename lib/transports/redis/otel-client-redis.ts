@@ -2,7 +2,7 @@ import { ClientRedis, type PacketId, type ReadPacket, type WritePacket } from '@
 import { context, createContextKey, ROOT_CONTEXT, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import type { Observable } from 'rxjs';
 import { ATTR_MESSAGING_MESSAGE_CONVERSATION_ID, ATTR_MESSAGING_MESSAGE_ID } from '../../semconv.js';
-import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import { producerSpanEnder, startProducerSpan, type MessagingClientTracingOptions } from '../shared/messaging-tracing.js';
 import { pendingRequestsFor, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { diagLimited } from '../../utils/diag-limited.js';
@@ -13,6 +13,12 @@ import { metadataWithContext, withoutReplyMetadata } from './redis.carrier.js';
 
 /** Nest's Redis client options (Nest 12 adds `returnBuffers` to those of Nest 11). */
 type RedisClientOptions = ConstructorParameters<typeof ClientRedis>[0];
+
+/** Options of {@link OtelClientRedis}: Nest's Redis client options, plus `otel`. */
+export type OtelClientRedisOptions = RedisClientOptions & {
+  /** Publish hook and ignore predicate. Default none. See {@link MessagingClientTracingOptions}. */
+  otel?: MessagingClientTracingOptions;
+};
 
 /** The PRODUCER span of the message being sent, in the context Nest's send/emit path runs in. */
 const PRODUCER_SPAN = createContextKey('otel-nest Redis producer span');
@@ -51,9 +57,13 @@ export class OtelClientRedis extends ClientRedis {
   private readonly pendingRequests = pendingRequestsFor(this);
   private readonly serverAttributes: Readonly<Attributes>;
 
-  constructor(options: RedisClientOptions = {}) {
-    super(options);
-    this.serverAttributes = Object.freeze(redisServerAttributes(options));
+  private readonly tracing: MessagingClientTracingOptions | undefined;
+
+  constructor(options: OtelClientRedisOptions = {}) {
+    const { otel, ...redisOptions } = options ?? {};
+    super(redisOptions);
+    this.tracing = otel;
+    this.serverAttributes = Object.freeze(redisServerAttributes(redisOptions));
     noteTracedTransport(this, 'Redis client');
   }
 
@@ -81,14 +91,14 @@ export class OtelClientRedis extends ClientRedis {
     if (isNil(pattern) || isNil(data)) {
       return source;
     }
-    return traceRequestReply(source, () => this.startProducer(pattern, false), undefined, this.pendingRequests);
+    return traceRequestReply(source, () => this.startProducer(pattern, false, data), undefined, this.pendingRequests);
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     if (isNil(pattern) || isNil(data)) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    const producer = this.startProducer(pattern, true);
+    const producer = this.startProducer(pattern, true, data);
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
@@ -132,7 +142,7 @@ export class OtelClientRedis extends ClientRedis {
     };
   }
 
-  private startProducer(pattern: unknown, isEvent: boolean): Producer | undefined {
+  private startProducer(pattern: unknown, isEvent: boolean, data: unknown): Producer | undefined {
     try {
       const channel = this.normalizePattern(pattern as Parameters<ClientRedis['normalizePattern']>[0]);
       const { span, ctx } = startProducerSpan({
@@ -141,7 +151,8 @@ export class OtelClientRedis extends ClientRedis {
         pattern: channel,
         isEvent,
         attributes: this.serverAttributes,
-      });
+        data,
+      }, this.tracing);
       return { ctx: ctx.setValue(PRODUCER_SPAN, span), end: producerSpanEnder(span) };
     } catch (err) {
       diagLimited('error', producerSpanStartFailed('Redis'), err);

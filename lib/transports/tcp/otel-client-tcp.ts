@@ -6,13 +6,25 @@ import { diagLimited } from '../../utils/diag-limited.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { getOtelNestTracer } from '../../utils/tracer.js';
 import type { ClientStatusSubject } from '../shared/client-status.js';
-import { producerSpanEnder, startProducerSpan } from '../shared/messaging-tracing.js';
+import {
+  producerSpanEnder,
+  startProducerSpan,
+  type MessagingClientTracingOptions,
+  type PublishInfo,
+} from '../shared/messaging-tracing.js';
+import { callSpanHook, isIgnoredBy } from '../../utils/user-hook.js';
 import { traceEmit, traceRequestReply, type ProducerHandle } from '../shared/producer-tracer.js';
 import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes, tcpServerAttributes } from './tcp.attributes.js';
 import { isMetadataObject, metadataWithContext, TCP_REPLY_CONTEXT_KEY, type TcpMetadata } from './tcp.carrier.js';
 
 /** Options of {@link OtelClientTCP}: Nest's TCP client options, unchanged. */
-export type OtelClientTcpOptions = Required<TcpClientOptions>['options'];
+export type OtelClientTcpOptions = Required<TcpClientOptions>['options'] & {
+  /**
+   * Publish hook and ignore predicate, for `emit()` (PRODUCER spans) and `send()` (CLIENT spans)
+   * alike. Default none. See {@link MessagingClientTracingOptions}.
+   */
+  otel?: MessagingClientTracingOptions;
+};
 
 /** A packet with the envelope's `metadata` (typed by Nest 12, absent from Nest 11's typings). */
 type PacketWithMetadata = ReadPacket & { metadata?: unknown };
@@ -50,8 +62,12 @@ export class OtelClientTCP extends ClientTCP {
   /** Type-only widening, for `customClass`: see {@link ClientStatusSubject}. */
   protected declare _status$: ClientStatusSubject;
 
+  private readonly tracing: MessagingClientTracingOptions | undefined;
+
   constructor(options: OtelClientTcpOptions = {}) {
-    super(options);
+    const { otel, ...tcpOptions } = options ?? {};
+    super(tcpOptions);
+    this.tracing = otel;
     noteTracedTransport(this, 'TCP client');
   }
 
@@ -69,14 +85,14 @@ export class OtelClientTCP extends ClientTCP {
     if (isNil(pattern) || isNil(data)) {
       return source;
     }
-    return traceRequestReply(source, () => this.startClientSpan(pattern));
+    return traceRequestReply(source, () => this.startClientSpan(pattern, data));
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     if (isNil(pattern) || isNil(data)) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    const producer = this.startProducer(pattern);
+    const producer = this.startProducer(pattern, data);
     if (!producer) {
       return super.emit<TResult, TInput>(pattern, data);
     }
@@ -135,12 +151,22 @@ export class OtelClientTCP extends ClientTCP {
     }
   }
 
-  private startClientSpan(pattern: unknown): ProducerHandle | undefined {
+  private startClientSpan(pattern: unknown, data: unknown): ProducerHandle | undefined {
     try {
       const method = this.normalizePattern(pattern as Parameters<ClientTCP['normalizePattern']>[0]);
+      const hooks = this.tracing;
+      const info: PublishInfo | undefined =
+        hooks?.publishHook || hooks?.ignore ? { system: TCP_SYSTEM, pattern: method, destination: method, isEvent: false, data } : undefined;
+      if (info && isIgnoredBy('client ignore predicate', hooks!.ignore, info)) {
+        // No span: the request carries the caller's context, as with no client span at all.
+        return undefined;
+      }
       const attributes = tcpServerAttributes(this.host, this.port, tcpRpcAttributes(method));
       const active = context.active();
       const span = getOtelNestTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, active);
+      if (info) {
+        callSpanHook('publishHook', hooks!.publishHook, span, info);
+      }
       const ctx: Context = trace.setSpan(active, span).setValue(CLIENT_SPAN, span);
       return { ctx, end: producerSpanEnder(span) };
     } catch (err) {
@@ -149,7 +175,7 @@ export class OtelClientTCP extends ClientTCP {
     }
   }
 
-  private startProducer(pattern: unknown): ProducerHandle | undefined {
+  private startProducer(pattern: unknown, data: unknown): ProducerHandle | undefined {
     try {
       const destination = this.normalizePattern(pattern as Parameters<ClientTCP['normalizePattern']>[0]);
       const { span, ctx } = startProducerSpan({
@@ -158,7 +184,8 @@ export class OtelClientTCP extends ClientTCP {
         pattern: destination,
         isEvent: true,
         attributes: tcpServerAttributes(this.host, this.port),
-      });
+        data,
+      }, this.tracing);
       return { ctx, end: producerSpanEnder(span) };
     } catch (err) {
       diagLimited('error', producerSpanStartFailed('TCP'), err);
