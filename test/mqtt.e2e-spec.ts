@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Controller, Module, type INestApplicationContext, type INestMicroservice } from '@nestjs/common';
 import {
+  ClientMqtt,
   ClientsModule,
   Ctx,
   EventPattern,
@@ -23,6 +24,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Baggage, SEND_CANCELLED, TraceService, Traced } from '../lib/index.js';
 import { OtelTestingModule, expectSpan, findSpans, getSpan, spanRecorder } from '../lib/testing/index.js';
 import { OtelClientMqtt, OtelServerMqtt, otelMqtt } from '../lib/transports/mqtt/index.js';
+import { SEND_CLIENT_CLOSED } from '../lib/transports/shared/producer-tracer.js';
+import { NEST_MAJOR } from './support/nest-version.js';
 
 const MQTT_URL = 'mqtt://127.0.0.1:1883';
 // Unique topics: other runs on the same broker never see these messages.
@@ -115,13 +118,13 @@ class OrdersController {
   }
 
   @EventPattern(T.auditFilter)
-  audit(@Ctx() ctx: MqttContext): void {
-    sawEvent('audit', { topic: ctx.getTopic(), traceId: this.traces.getTraceId() });
+  audit(@Payload() _data: unknown, @Ctx() ctx: unknown): void {
+    sawEvent('audit', { topic: (ctx as MqttContext).getTopic(), traceId: this.traces.getTraceId() });
   }
 
   @EventPattern(T.jobsShared)
-  job(@Ctx() ctx: MqttContext): void {
-    sawEvent('job', { topic: ctx.getTopic(), traceId: this.traces.getTraceId() });
+  job(@Payload() _data: unknown, @Ctx() ctx: unknown): void {
+    sawEvent('job', { topic: (ctx as MqttContext).getTopic(), traceId: this.traces.getTraceId() });
   }
 }
 
@@ -616,6 +619,33 @@ describe('MQTT: OtelServerMqtt and OtelClientMqtt on the local Mosquitto', () =>
   });
 
   describe('broker failures', () => {
+    it('a client closed with a request in flight: the caller sees what it sees with ClientMqtt, and the PRODUCER ends ERROR', async () => {
+      /** What the caller of a request gets when its client is closed once the request is on the wire. */
+      const closedUnder = async (closing: ClientMqtt): Promise<unknown> => {
+        await closing.connect();
+        const before = onWire(T.slow).length;
+        const reply = firstValueFrom(closing.send(T.slow, {})).catch((err: unknown) => err);
+        await until(() => onWire(T.slow).length > before, 'the request on the wire');
+        await closing.close();
+        return Promise.race([reply, sleep(200, 'still pending')]);
+      };
+      const plain = await closedUnder(new ClientMqtt({ url: MQTT_URL, protocolVersion: 5 }));
+      const traced = await closedUnder(new OtelClientMqtt({ url: MQTT_URL, protocolVersion: 5 }));
+      const producer = getSpan(spanRecorder.getFinishedSpans(), { name: `send ${T.slow}`, kind: SpanKind.PRODUCER });
+      if (NEST_MAJOR >= 12) {
+        // Nest 12 fails the requests still waiting when it closes.
+        expect(plain).toEqual(new Error('Connection closed'));
+        expectSpan(producer).toHaveStatus(SpanStatusCode.ERROR, 'Connection closed').toHaveAttributes({ 'error.type': 'Error' });
+      } else {
+        // Nest 11 leaves them pending for good; the span ends anyway, when the client closes.
+        expect(plain).toBe('still pending');
+        expectSpan(producer).toHaveStatus(SpanStatusCode.ERROR).toHaveAttributes({ 'error.type': SEND_CLIENT_CLOSED });
+      }
+      expect(traced).toEqual(plain);
+      // The handlers finish anyway; wait for them so that their spans do not land in the next test.
+      await spanRecorder.waitForSpans((all) => findSpans(all, { name: `process ${T.slow}`, kind: SpanKind.CONSUMER }).length === 2);
+    });
+
     it('broker unreachable: send() and emit() fail with the driver\'s error, their PRODUCER spans are ERROR, nothing crashes', async () => {
       const port = await closedPort();
       const down = new OtelClientMqtt({ url: `mqtt://127.0.0.1:${port}`, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 2000 });

@@ -76,9 +76,10 @@ export class OtelClientMqtt extends ClientMqtt {
   private readonly mqttOptions: MqttClientOptions;
   private readonly tracing: MessagingClientTracingOptions | undefined;
   /**
-   * The context each packet is sent in. Nest publishes the first request on a topic from the
-   * driver's SUBACK callback (it subscribes to the reply topic first), where the caller's context
-   * is gone; the packet object is the same from `publish` to the serializer.
+   * The context each packet is sent in. Nest publishes the first requests on a topic from the
+   * driver's SUBACK callback (it subscribes to the reply topic first): kept by packet (the object
+   * is the same from `publish` to the serializer) rather than read from the active context there,
+   * so as not to depend on how the driver schedules its callbacks.
    */
   private readonly sendingIn = new WeakMap<object, Context>();
   /**
