@@ -209,6 +209,20 @@ describe('decorateEnhancer', () => {
       }
     }
 
+    it("the guard's own work runs under its span", () => {
+      class LookupGuard {
+        canActivate(_context: ExecutionContext): boolean {
+          getOtelNestTracer().startSpan('lookup session').end();
+          return true;
+        }
+      }
+      const guard = decorateEnhancer(new LookupGuard(), linked());
+      inMessage(() => guard.canActivate(fakeExecutionContext()));
+      const lookup = sdk.getFinishedSpans().find((span) => span.name === 'lookup session')!;
+      const [span] = enhancerSpans();
+      expect(lookup.parentSpanContext?.spanId).toBe(span!.spanContext().spanId);
+    });
+
     it('records a thrown error as the guard span error, rethrown unchanged', () => {
       const error = new Error('token expired');
       class ThrowingGuard {
@@ -285,6 +299,17 @@ describe('decorateEnhancer', () => {
         ['pipe LookupPipe', 'query', 'order', SpanStatusCode.UNSET],
         ['pipe LookupPipe', 'query', 'order', SpanStatusCode.ERROR],
       ]);
+    });
+    it('a pipe that returns an Observable passes that very Observable on (a value, not awaited) and its span ends at return', () => {
+      const stream = of(1, 2);
+      class StreamPipe {
+        transform(_value: unknown, _metadata: ArgumentMetadata): Observable<number> {
+          return stream;
+        }
+      }
+      const pipe = decorateEnhancer(new StreamPipe(), linked());
+      inMessage(() => expect(pipe.transform('x', { type: 'body' } as never)).toBe(stream));
+      expect(enhancerSpans().map((span) => span.name)).toEqual(['pipe StreamPipe']);
     });
   });
 

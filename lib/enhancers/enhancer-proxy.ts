@@ -181,8 +181,7 @@ function tracedMethod(
         const span = startEnhancerCall(config, 'filter', name, host, {
           [ATTR_NESTJS_FILTER_EXCEPTION_TYPE]: errorTypeOf(exception),
         });
-        // A filter's Observable (an RPC filter's error reply) is the transport's to consume: the span ends at return.
-        return span ? traceSettling(span, () => call(args), false) : call(args);
+        return span ? traceSettling(span, () => call(args)) : call(args);
       };
   }
 }
@@ -280,8 +279,12 @@ function traceGuard(span: EnhancerCall, invoke: () => unknown): unknown {
   return result;
 }
 
-/** A pipe or filter: until its result (a Promise, and for pipes an Observable too) settles. */
-function traceSettling(span: EnhancerCall, invoke: () => unknown, followObservables = true): unknown {
+/**
+ * A pipe or filter: until the Promise it returns settles (Nest awaits a pipe's). Any other result
+ * ends the span at return: an Observable from a pipe is the argument's value (Nest passes it to the
+ * handler as is), one from a filter is an RPC error reply the transport consumes.
+ */
+function traceSettling(span: EnhancerCall, invoke: () => unknown): unknown {
   const result = runIn(span, invoke);
   try {
     if (isThenable(result)) {
@@ -295,9 +298,6 @@ function traceSettling(span: EnhancerCall, invoke: () => unknown, followObservab
           throw err;
         },
       );
-    }
-    if (followObservables && isObservable(result)) {
-      return settleObservable(span, result, undefined);
     }
   } catch (err) {
     diagLimited('error', enhancerSpanFailed(), err);
