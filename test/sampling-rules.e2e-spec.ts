@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Controller, Get, Module, Param, Post, VersioningType, type INestApplication, type INestMicroservice } from '@nestjs/common';
-import { EventPattern, MessagePattern } from '@nestjs/microservices';
+import { EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { context, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
@@ -272,7 +272,7 @@ function eventSeen(subject: string): Promise<Seen> {
 @Controller()
 class MessagesController {
   @EventPattern(SUBJECT.tick)
-  tick(): void {
+  tick(@Payload() _data: unknown): void {
     const view = seen();
     events.set(SUBJECT.tick, view);
     eventWaiters.get(SUBJECT.tick)?.(view);
