@@ -810,6 +810,31 @@ export function logCorrelationFailed(): string {
   return `${MESSAGE_PREFIX} could not read the trace ids for a log line; it is written without them.`;
 }
 
+// Guard, pipe, interceptor and filter spans (`enhancerSpans`, lib/enhancers/)
+
+/** A wrong `enhancerSpans` option. */
+export function invalidEnhancerSpansOption(path: string, expected: string, example: string, got: unknown): string {
+  return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
+}
+
+/** Warned at bootstrap: the option is on but Nest never handed this application's instances to `otelInstrument()`. */
+export function enhancerSpansWithoutInstrument(): string {
+  return (
+    `${MESSAGE_PREFIX} "enhancerSpans" is on, but this application was not created with otelInstrument(), so its guards, ` +
+    'pipes, interceptors and filters get no spans. Pass it to Nest: NestFactory.create(AppModule, { instrument: otelInstrument() }) ' +
+    '(or createMicroservice). Test.createTestingModule() does not hand the instances it creates to it: in tests, wrap the ' +
+    'enhancers you want to see with withEnhancerSpans(), or create the application with NestFactory.'
+  );
+}
+
+export function enhancerSpanFailed(): string {
+  return `${MESSAGE_PREFIX} could not record a guard, pipe, interceptor or filter span; the enhancer ran as usual.`;
+}
+
+export function enhancerNotWrapped(): string {
+  return `${MESSAGE_PREFIX} could not inspect an instance for enhancer spans; it is used as created.`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics (lib/metrics, lib/sdk/config/resolve-metrics.ts)
 // ---------------------------------------------------------------------------------------------
