@@ -193,6 +193,8 @@ describe('otel-nest as users load it (child processes, OTLP/HTTP to a real recei
       expect(root).not.toContain(name);
     }
     expect(root).toEqual(expect.arrayContaining(['OtelModule', 'Traced', 'TraceService', 'OtelServerNats']));
+    // The log-correlation helpers and the request-id bridge are in the core entry.
+    expect(root).toEqual(expect.arrayContaining(['OtelConsoleLogger', 'otelPinoMixin', 'otelWinstonFormat', 'otelWinstonMeta', 'getRequestId', 'RequestIdPropagator']));
     // Nothing of the viewer in the core entry either.
     expect(root.filter((name) => /viewer|receiver|devtools/i.test(name))).toEqual([]);
   });
