@@ -133,6 +133,28 @@ const OPTION_HINTS = {
     example: "{ baggageToAttributes: ['tenant.id', 'user.id'] }",
   },
   'baggageToAttributes.*': { expected: 'a non-empty string', example: "{ baggageToAttributes: ['tenant.id'] }" },
+  'http.hook': {
+    expected: 'a function',
+    example: "{ http: { requestHook: (span, { request }) => span.setAttribute('app.tenant', String(request.headers['x-tenant'])) } }",
+  },
+  baggage: {
+    expected: 'an options object',
+    example: "{ baggage: { inbound: { allow: ['tenant.id', 'user.*'] }, maxMembers: 16 } }",
+  },
+  'baggage.inbound': {
+    expected: "'accept', 'drop' or { allow: [keys] } (a key may use * as a wildcard, or be a RegExp)",
+    example: "{ baggage: { inbound: { allow: ['tenant.id', 'user.*'] } } }",
+  },
+  'baggage.inbound.allow.*': {
+    expected: 'a non-empty string or a RegExp',
+    example: "{ baggage: { inbound: { allow: ['tenant.id', /^user\\./] } } }",
+  },
+  'baggage.channels': {
+    expected: "an object of channel rules (http, grpc, nats, rmq, kafka, tcp, redis, mqtt)",
+    example: "{ baggage: { channels: { http: 'drop' } } }",
+  },
+  'baggage.maxMembers': { expected: 'a positive integer', example: '{ baggage: { maxMembers: 16 } }' },
+  'baggage.maxBytes': { expected: 'a positive integer', example: '{ baggage: { maxBytes: 2048 } }' },
   requestId: {
     expected: 'a boolean or an options object',
     example: "{ requestId: true } or { requestId: { header: 'x-request-id', generate: true } }",
@@ -441,6 +463,18 @@ export function headerWriteFailed(key: string): string {
 /** `what`: `request` (a propagator of ours called by anyone) or `message` (our own inject). */
 export function propagatorInjectFailed(what: 'request' | 'message'): string {
   return `${MESSAGE_PREFIX} the propagator failed to write trace context; the ${what} goes out without it.`;
+}
+
+export function mqttReplyNotRead(topic: string): string {
+  return `${MESSAGE_PREFIX} a message on the MQTT reply topic ${JSON.stringify(topic.slice(0, 200))} could not be read (not a Nest reply); it is ignored.`;
+}
+
+export function userHookFailed(name: string): string {
+  return `${MESSAGE_PREFIX} the ${name} threw; it is ignored and the request goes on.`;
+}
+
+export function inboundBaggageTrimmed(channel: string, received: number, kept: number): string {
+  return `${MESSAGE_PREFIX} inbound baggage through ${channel}: kept ${kept} of ${received} members (the baggage policy).`;
 }
 
 export function propagatorExtractFailed(): string {
@@ -810,31 +844,6 @@ export function logCorrelationFailed(): string {
   return `${MESSAGE_PREFIX} could not read the trace ids for a log line; it is written without them.`;
 }
 
-// Guard, pipe, interceptor and filter spans (`enhancerSpans`, lib/enhancers/)
-
-/** A wrong `enhancerSpans` option. */
-export function invalidEnhancerSpansOption(path: string, expected: string, example: string, got: unknown): string {
-  return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
-}
-
-/** Warned at bootstrap: the option is on but Nest never handed this application's instances to `otelInstrument()`. */
-export function enhancerSpansWithoutInstrument(): string {
-  return (
-    `${MESSAGE_PREFIX} "enhancerSpans" is on, but this application was not created with otelInstrument(), so its guards, ` +
-    'pipes, interceptors and filters get no spans. Pass it to Nest: NestFactory.create(AppModule, { instrument: otelInstrument() }) ' +
-    '(or createMicroservice). Test.createTestingModule() does not hand the instances it creates to it: in tests, wrap the ' +
-    'enhancers you want to see with withEnhancerSpans(), or create the application with NestFactory.'
-  );
-}
-
-export function enhancerSpanFailed(): string {
-  return `${MESSAGE_PREFIX} could not record a guard, pipe, interceptor or filter span; the enhancer ran as usual.`;
-}
-
-export function enhancerNotWrapped(): string {
-  return `${MESSAGE_PREFIX} could not inspect an instance for enhancer spans; it is used as created.`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Metrics (lib/metrics, lib/sdk/config/resolve-metrics.ts)
 // ---------------------------------------------------------------------------------------------
@@ -900,4 +909,29 @@ export function metricsReusedWithDifferentOptions(running: string): string {
     `${MESSAGE_PREFIX} metrics already run in this process (${running}), started by an earlier OtelModule or otel-nest/register; ` +
     'the "metrics" options of this module do not change them.'
   );
+}
+
+// Guard, pipe, interceptor and filter spans (`enhancerSpans`, lib/enhancers/)
+
+/** A wrong `enhancerSpans` option. */
+export function invalidEnhancerSpansOption(path: string, expected: string, example: string, got: unknown): string {
+  return `${MESSAGE_PREFIX} "${path}" must be ${expected}, got ${describeValue(got)}. Use e.g. ${example}.`;
+}
+
+/** Warned at bootstrap: the option is on but Nest never handed this application's instances to `otelInstrument()`. */
+export function enhancerSpansWithoutInstrument(): string {
+  return (
+    `${MESSAGE_PREFIX} "enhancerSpans" is on, but this application was not created with otelInstrument(), so its guards, ` +
+    'pipes, interceptors and filters get no spans. Pass it to Nest: NestFactory.create(AppModule, { instrument: otelInstrument() }) ' +
+    '(or createMicroservice). Test.createTestingModule() does not hand the instances it creates to it: in tests, wrap the ' +
+    'enhancers you want to see with withEnhancerSpans(), or create the application with NestFactory.'
+  );
+}
+
+export function enhancerSpanFailed(): string {
+  return `${MESSAGE_PREFIX} could not record a guard, pipe, interceptor or filter span; the enhancer ran as usual.`;
+}
+
+export function enhancerNotWrapped(): string {
+  return `${MESSAGE_PREFIX} could not inspect an instance for enhancer spans; it is used as created.`;
 }

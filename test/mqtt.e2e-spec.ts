@@ -525,6 +525,14 @@ describe('MQTT: OtelServerMqtt and OtelClientMqtt on the local Mosquitto', () =>
       expect(userPropertiesOf(reply!)).toEqual({ traceparent: traceparentOf(consumer) });
     });
 
+    it('a message that is not JSON on our client\'s reply topic: ignored, no unhandled rejection, the client still works', async () => {
+      // The client listens on `<topic>/reply` once it has sent on the topic.
+      await firstValueFrom(client.send(T.get, { id: 'before' }));
+      await raw.publishAsync(`${T.get}/reply`, Buffer.from('not json {'));
+      await raw.publishAsync(`${T.get}/reply`, randomBytes(64));
+      await expect(firstValueFrom(client.send(T.get, { id: 'after-garbage' }))).resolves.toMatchObject({ id: 'after-garbage' });
+    });
+
     it('control characters in user properties never reach us: the broker refuses them and drops the sender', async () => {
       const peer = await mqtt.connectAsync(MQTT_URL, { protocolVersion: 5, reconnectPeriod: 0 });
       const closed = new Promise<void>((resolve) => peer.once('close', () => resolve()));

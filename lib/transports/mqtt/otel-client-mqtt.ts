@@ -11,7 +11,8 @@ import { producerSpanEnder, startProducerSpan, type MessagingClientTracingOption
 import { noteTracedTransport } from '../../utils/traced-transport.js';
 import { messageCaptureOf } from '../shared/message-capture.js';
 import { pendingRequestsFor, traceEmit, traceRequestReply } from '../shared/producer-tracer.js';
-import { messageContextNotAdded, producerSpanStartFailed } from '../../otel.messages.js';
+import { messageContextNotAdded, mqttReplyNotRead, producerSpanStartFailed } from '../../otel.messages.js';
+import { diagLimited } from '../../utils/diag-limited.js';
 import type { ClientStatusSubject } from '../shared/client-status.js';
 import { metadataWithContext } from '../tcp/tcp.carrier.js';
 import {
@@ -115,6 +116,23 @@ export class OtelClientMqtt extends ClientMqtt {
   override async close(): Promise<void> {
     this.pendingRequests?.endAllClosed();
     return super.close();
+  }
+
+  /**
+   * Nest's reply handler, with a catch: Nest 11's parses every message on a reply topic with no
+   * try, so a message there that is not JSON (any peer can publish on `<topic>/reply`) would be an
+   * unhandled rejection, which ends the process. Nest 12 reads it as a string itself.
+   */
+  override createResponseCallback(): (channel: string, buffer: Buffer) => any {
+    const handle = super.createResponseCallback();
+    return async (channel: string, buffer: Buffer) => {
+      try {
+        return await handle(channel, buffer);
+      } catch (error) {
+        diagLimited('warn', mqttReplyNotRead(channel), error);
+        return undefined;
+      }
+    };
   }
 
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
