@@ -151,14 +151,41 @@ const AWS_ACCESS_KEY = /\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g;
 const PRIVATE_KEY = /-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)/g;
 const CARD_CANDIDATE = /(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])/g;
 
-/** Whether `value` has at least 13 digits: the precheck of card numbers, without a regex. */
-function hasThirteenDigits(value: string): boolean {
-  let digits = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c >= 48 && c <= 57 && ++digits >= 13) {
-      return true;
+function isRunChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || c === 32 || c === 45;
+}
+
+/**
+ * Whether `value` has a run of at least 13 digits, spaces and dashes not breaking it: the precheck
+ * of card numbers, without a regex. Such a run is at least 13 characters long, so it contains one
+ * of every 12th character: only those are looked at, and the run around one is measured only when
+ * it is a digit, a space or a dash. A user agent or a version list has digits, but no such run.
+ */
+function hasThirteenDigitRun(value: string): boolean {
+  const length = value.length;
+  let i = 0;
+  while (i < length) {
+    if (!isRunChar(value.charCodeAt(i))) {
+      i += 12;
+      continue;
     }
+    let at = i;
+    while (at > 0 && isRunChar(value.charCodeAt(at - 1))) {
+      at--;
+    }
+    let digits = 0;
+    for (; at < length; at++) {
+      const c = value.charCodeAt(at);
+      if (c >= 48 && c <= 57) {
+        if (++digits >= 13) {
+          return true;
+        }
+      } else if (c !== 32 && c !== 45) {
+        break;
+      }
+    }
+    // The next sampled position after this run.
+    i = Math.max(i + 12, at + 1);
   }
   return false;
 }
@@ -217,10 +244,22 @@ const PATTERNS: Readonly<Record<BuiltinRedactionPattern, ValuePattern>> = {
     apply: (v, r) => v.replace(PRIVATE_KEY, r),
   },
   'card-number': {
-    precheck: hasThirteenDigits,
+    precheck: hasThirteenDigitRun,
     apply: (v, r) => v.replace(CARD_CANDIDATE, (match) => (isCardNumber(match) ? r : match)),
   },
 };
+
+/** A query parameter name as the application reads it (`+` and `%xx` decoded); as sent when malformed. */
+function decodeName(name: string): string {
+  if (name.indexOf('%') < 0 && name.indexOf('+') < 0) {
+    return name;
+  }
+  try {
+    return decodeURIComponent(name.replaceAll('+', ' '));
+  } catch {
+    return name;
+  }
+}
 
 /** The shortest value a built-in pattern can match (a Luhn-valid 13-digit number). */
 const SHORTEST_BUILTIN_MATCH = 13;
@@ -346,30 +385,30 @@ export class Redactor {
 
   /** A query string (`a=1&b=2`, also a form body) with the listed parameters' values replaced. */
   redactQuery(query: string): string {
-    if (!query || query.indexOf('=') < 0 || this.queryParams.size === 0) {
+    if (!query || this.queryParams.size === 0 || query.indexOf('=') < 0) {
       return query;
     }
-    let changed = false;
-    const pairs = query.split('&').map((pair) => {
-      const eq = pair.indexOf('=');
-      if (eq <= 0) {
-        return pair;
+    // One pass with indexOf, no split: the common query has nothing to mask and allocates nothing.
+    let out: string | undefined;
+    let copied = 0;
+    let at = 0;
+    while (at <= query.length) {
+      let next = query.indexOf('&', at);
+      if (next < 0) {
+        next = query.length;
       }
-      let name = pair.slice(0, eq);
-      try {
-        name = decodeURIComponent(name.replace(/\+/g, ' '));
-      } catch {
-        // A malformed escape: compare the name as sent.
+      const eq = query.indexOf('=', at);
+      if (eq > at && eq < next && this.queryParams.matches(decodeName(query.slice(at, eq)))) {
+        const value = query.slice(eq + 1, next);
+        // `REDACTED` is what the HTTP conventions write for signature parameters: already masked.
+        if (value !== 'REDACTED' && value !== this.replacement) {
+          out = (out ?? '') + query.slice(copied, eq + 1) + this.replacement;
+          copied = next;
+        }
       }
-      const value = pair.slice(eq + 1);
-      // `REDACTED` is what the HTTP conventions write for signature parameters: already masked.
-      if (!this.queryParams.matches(name) || value === 'REDACTED' || value === this.replacement) {
-        return pair;
-      }
-      changed = true;
-      return `${pair.slice(0, eq)}=${this.replacement}`;
-    });
-    return changed ? pairs.join('&') : query;
+      at = next + 1;
+    }
+    return out === undefined ? query : out + query.slice(copied);
   }
 
   /**
