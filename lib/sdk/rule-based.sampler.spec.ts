@@ -285,12 +285,6 @@ describe('RuleBasedSampler: toString', () => {
     );
     expect(rules({ default: new AlwaysOffSampler() }).toString()).toBe('RuleBased{rules=[], default=AlwaysOffSampler}');
   });
-
-  it('says whether a rule matches on the HTTP route', () => {
-    expect(new RuleBasedSampler().usesHttpRoute).toBe(true);
-    expect(rules({ rules: [{ pattern: 'x', sample: 'drop' }] }).usesHttpRoute).toBe(false);
-    expect(rules({ rules: [{ route: '/x', sample: 'drop' }] }).usesHttpRoute).toBe(true);
-  });
 });
 
 describe('RuleBasedSampler: validation', () => {

@@ -230,8 +230,6 @@ export class RuleBasedSampler implements Sampler {
   private readonly rules: readonly CompiledRule[];
   private readonly fallback: Sampler;
   private readonly fallbackDescription: string;
-  /** True when some rule matches on the HTTP route: only then is it worth resolving at span start. */
-  readonly usesHttpRoute: boolean;
 
   constructor(options: RuleBasedSamplerOptions = {}) {
     validateRuleSamplerOptions(options, 'RuleBasedSampler');
@@ -241,7 +239,6 @@ export class RuleBasedSampler implements Sampler {
       ...own.map((rule, i) => compileRule(rule, i, false)),
       ...defaults.map((rule, i) => compileRule(rule, i, true)),
     ];
-    this.usesHttpRoute = [...own, ...defaults].some((rule) => rule.route !== undefined);
     const given = options.default;
     if (given !== undefined && typeof given === 'object' && 'shouldSample' in given) {
       this.fallback = given;
@@ -338,7 +335,3 @@ export class RuleBasedSampler implements Sampler {
   }
 }
 
-/** Whether a sampler is a {@link RuleBasedSampler} (of any copy of this package) that matches on routes. */
-export function samplerUsesHttpRoute(sampler: unknown): boolean {
-  return typeof sampler === 'object' && sampler !== null && (sampler as { usesHttpRoute?: unknown }).usesHttpRoute === true;
-}
