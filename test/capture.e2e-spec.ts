@@ -191,7 +191,7 @@ describe('header and body capture (OTLP receiver)', () => {
       }
 
       @EventPattern(`${subject}.bin`)
-      bin(): void {}
+      bin(@Payload() _data: unknown): void {}
     }
 
     @Controller()
