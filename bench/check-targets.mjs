@@ -24,7 +24,7 @@ if (!report.summary) {
 const targets = checkSummary(report.summary);
 console.log(`${file}: Node ${report.node ?? '?'}, ${report.date ?? '?'}, ${report.options?.quick ? 'quick' : 'full'} run`);
 console.log(renderTargets(targets, { plain: true }).trimEnd());
-const missing = ['http-express', 'http-fastify', 'nats-rr', 'rmq-rr', 'kafka-emit', 'grpc-unary', 'http-pg'].filter((id) => !report.summary[id]);
+const missing = ['http-express', 'http-fastify', 'nats-rr', 'rmq-rr', 'kafka-emit', 'grpc-unary', 'tcp-rr', 'redis-rr', 'mqtt-rr', 'http-pg'].filter((id) => !report.summary[id]);
 if (missing.length) console.log(`Not in this run: ${missing.join(', ')}.`);
 const notMet = targets.filter((t) => !t.ok).length;
 console.log(`${targets.length - notMet} of ${targets.length} met.`);

@@ -37,6 +37,42 @@ const SCENARIOS = {
   'http-pg': { kind: 'http', framework: 'express', route: 'pg', title: 'HTTP, express, a PostgreSQL read (pg Pool) + 20-item list' },
   'nats-rr': { kind: 'msg', transport: 'nats', mode: 'rr', title: 'NATS request-reply' },
   'rmq-rr': { kind: 'msg', transport: 'rmq', mode: 'rr', title: 'RabbitMQ request-reply' },
+  'tcp-rr': {
+    kind: 'msg',
+    transport: 'tcp',
+    mode: 'rr',
+    labels: {
+      untraced: 'Nest TCP (ServerTCP / ClientTCP), untraced',
+      floor: 'floor: Nest TCP + context + bare CLIENT/SERVER spans, context in packet metadata',
+      'otel-nest': 'otel-nest OtelServerTCP / OtelClientTCP, 100%',
+      'otel-nest-noi': 'otel-nest OtelServerTCP / OtelClientTCP, 100%, globalInterceptor: false',
+    },
+    title: 'TCP request-reply (Nest TCP transport, 127.0.0.1)',
+  },
+  'redis-rr': {
+    kind: 'msg',
+    transport: 'redis',
+    mode: 'rr',
+    labels: {
+      untraced: 'Nest Redis (ServerRedis / ClientRedis), untraced',
+      floor: 'floor: Nest Redis + context + bare PRODUCER/CONSUMER spans, context in packet metadata',
+      'otel-nest': 'otel-nest OtelServerRedis / OtelClientRedis, 100%',
+      'otel-nest-noi': 'otel-nest OtelServerRedis / OtelClientRedis, 100%, globalInterceptor: false',
+    },
+    title: 'Redis pub/sub request-reply (127.0.0.1:6379)',
+  },
+  'mqtt-rr': {
+    kind: 'msg',
+    transport: 'mqtt',
+    mode: 'rr',
+    labels: {
+      untraced: 'Nest MQTT (ServerMqtt / ClientMqtt), MQTT 5, untraced',
+      floor: 'floor: Nest MQTT + context + bare PRODUCER/CONSUMER spans, context in MQTT 5 user properties',
+      'otel-nest': 'otel-nest OtelServerMqtt / OtelClientMqtt, 100%',
+      'otel-nest-noi': 'otel-nest OtelServerMqtt / OtelClientMqtt, 100%, globalInterceptor: false',
+    },
+    title: 'MQTT 5 request-reply (Mosquitto 127.0.0.1:1883)',
+  },
   'rmq-emit': { kind: 'msg', transport: 'rmq', mode: 'emit', title: 'RabbitMQ emit + consume' },
   'kafka-emit': { kind: 'msg', transport: 'kafka', mode: 'emit', title: 'Kafka emit + consume' },
   'grpc-unary': {
@@ -358,11 +394,11 @@ async function runMsg(scenario, shared) {
       pairs.map((pair) => () =>
         startChild(join(here, scenario.apps?.client ?? 'apps/msg-client.mjs'), {
           name: `${scenario.id}/${pair.config.id}/client`,
-          // gRPC: the server listens on a port of its choosing and reports it when ready.
+          // gRPC, TCP: the server listens on a port of its choosing and reports it when ready.
           env: {
             ...envOf(pair.config),
             BENCH_SERVICE: `${runId}-${pair.config.id}-client`,
-            ...(pair.server.info.url ? { BENCH_GRPC_URL: pair.server.info.url } : {}),
+            ...(pair.server.info.url ? { BENCH_GRPC_URL: pair.server.info.url, BENCH_SERVER_URL: pair.server.info.url } : {}),
           },
           ...underTest(),
         }),

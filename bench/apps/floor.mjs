@@ -130,8 +130,26 @@ export const carriers = {
     getter: { get: (h, k) => (h ? bufferAware(h[k]) : undefined), keys: (h) => (h ? Object.keys(h) : []) },
   },
 };
+// TCP and Redis: Nest 12's packet envelope `metadata` (a plain object of strings); MQTT 5: user
+// properties (a value may arrive as an array when a key was repeated).
+carriers.tcp = carriers.redis = carriers.mqtt = carriers.kafka;
 
-const SYSTEM = { nats: 'nats', rmq: 'rabbitmq', kafka: 'kafka' };
+const SYSTEM = { nats: 'nats', rmq: 'rabbitmq', kafka: 'kafka', redis: 'redis', mqtt: 'mqtt', tcp: 'nestjs_tcp' };
+
+/**
+ * TCP `send()`: otel-nest's spans are RPC CLIENT/SERVER spans named by the pattern (Nest's TCP
+ * protocol is direct request-reply, no intermediary); the same keys as theirs.
+ */
+export function tcpRpcAttributes(pattern, { server, port }) {
+  return {
+    'rpc.system.name': SYSTEM.tcp,
+    'rpc.method': pattern,
+    'nestjs.pattern': pattern,
+    'nestjs.handler.type': 'message',
+    'server.address': server,
+    'server.port': port,
+  };
+}
 
 /** The attributes otel-nest's producer and consumer spans carry for this transport (keys as B's). */
 export function messagingAttributes(transport, { destination, pattern, handlerType, server, port, clientId, groupId, consumer }) {
@@ -147,9 +165,9 @@ export function messagingAttributes(transport, { destination, pattern, handlerTy
     'server.port': port,
   };
   if (transport === 'rmq') attributes['messaging.rabbitmq.destination.routing_key'] = destination;
-  if (transport === 'kafka') {
+  if (transport === 'kafka' || transport === 'mqtt') {
     attributes['messaging.client.id'] = clientId;
-    if (consumer) attributes['messaging.consumer.group.name'] = groupId;
+    if (consumer && transport === 'kafka') attributes['messaging.consumer.group.name'] = groupId;
   }
   return attributes;
 }

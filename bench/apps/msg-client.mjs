@@ -4,21 +4,22 @@
 import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ClientsModule, NatsRecordBuilder, RmqRecordBuilder, Transport } from '@nestjs/microservices';
+import { ClientsModule, MqttRecordBuilder, NatsRecordBuilder, RmqRecordBuilder, Transport } from '@nestjs/microservices';
 import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { lastValueFrom } from 'rxjs';
+import { lastValueFrom, Observable } from 'rxjs';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass } from '../lib/nest-js.mjs';
 import { probeBatchProcessors } from '../lib/pipeline-probe.mjs';
 import { memoryTracker } from '../lib/memory.mjs';
 import { percentile } from '../lib/stats.mjs';
-import { carriers, messagingAttributes, startFloorSdk } from './floor.mjs';
+import { carriers, messagingAttributes, startFloorSdk, tcpRpcAttributes } from './floor.mjs';
 import {
   EVENT_PATTERN,
   RR_PATTERN,
   brokerAddress,
   destinationOf,
   floor,
+  metadataTransport,
   nowUs,
   otelImports,
   prefix,
@@ -33,11 +34,18 @@ const CLIENT = 'BENCH_CLIENT';
 async function clientEntry() {
   const options = transportOptions('client');
   if (!traced) {
-    const t = { nats: Transport.NATS, rmq: Transport.RMQ, kafka: Transport.KAFKA }[transport];
+    const t = { nats: Transport.NATS, rmq: Transport.RMQ, kafka: Transport.KAFKA, tcp: Transport.TCP, redis: Transport.REDIS, mqtt: Transport.MQTT }[transport];
     return { name: CLIENT, transport: t, options };
   }
   const lib = await import('otel-nest');
-  const customClass = { nats: lib.OtelClientNats, rmq: lib.OtelClientRMQ, kafka: lib.OtelClientKafka }[transport];
+  const customClass = {
+    nats: lib.OtelClientNats,
+    rmq: lib.OtelClientRMQ,
+    kafka: lib.OtelClientKafka,
+    tcp: lib.OtelClientTCP,
+    redis: lib.OtelClientRedis,
+    mqtt: lib.OtelClientMqtt,
+  }[transport];
   if (!customClass) throw new Error(`otel-nest exports no traced ${transport} client`);
   return { name: CLIENT, customClass, options };
 }
@@ -52,14 +60,33 @@ decorateClass(ClientModule, [
 
 const app = await NestFactory.createApplicationContext(ClientModule, { logger: ['error', 'warn'] });
 const client = app.get(CLIENT);
+// TCP / Redis floor: Nest 12's dispatch hook writes the active context into the packet envelope's
+// metadata (where otel-nest's clients put it); the send is subscribed in the span's context.
+if (tracer && metadataTransport) {
+  client.setOnDispatchHook((packet) => {
+    const metadata = {};
+    propagation.inject(context.active(), metadata, carriers[transport].setter);
+    packet.metadata = metadata;
+  });
+}
 await client.connect();
+if (transport === 'mqtt') await pinMqttReplySubscription();
 const probe = probeBatchProcessors();
 const memory = memoryTracker();
 
 const natsHeaders = transport === 'nats' ? (await import('@nats-io/transport-node')).headers : undefined;
 const broker = brokerAddress();
+// TCP request-reply: an RPC CLIENT span named by the pattern, as otel-nest's (emit: PRODUCER).
+// The peer is the server's address (a raw call site does not see Nest's socket).
+const rpc = (pattern) => ({
+  name: pattern,
+  kind: SpanKind.CLIENT,
+  rpc: true,
+  attributes: { ...tcpRpcAttributes(pattern, broker), 'network.peer.address': broker.server, 'network.peer.port': broker.port },
+});
 const producer = (pattern, handlerType) => ({
   name: `send ${destinationOf(pattern)}`,
+  kind: SpanKind.PRODUCER,
   attributes: messagingAttributes(transport, {
     destination: destinationOf(pattern),
     pattern,
@@ -68,28 +95,76 @@ const producer = (pattern, handlerType) => ({
     clientId: `${prefix}-client-client`,
   }),
 });
-const producers = { [RR_PATTERN]: producer(RR_PATTERN, 'message'), [EVENT_PATTERN]: producer(EVENT_PATTERN, 'event') };
+const producers = {
+  [RR_PATTERN]: transport === 'tcp' ? rpc(RR_PATTERN) : producer(RR_PATTERN, 'message'),
+  [EVENT_PATTERN]: producer(EVENT_PATTERN, 'event'),
+};
 const BODY_SIZE = JSON.stringify({ id: '42' }).length;
 let sent = 0;
 
 function floorRecord(data, headers) {
   if (transport === 'nats') return new NatsRecordBuilder(data).setHeaders(headers).build();
   if (transport === 'rmq') return new RmqRecordBuilder(data).setOptions({ headers }).build();
+  if (transport === 'mqtt') return new MqttRecordBuilder(data).setProperties({ userProperties: headers }).build();
   return { value: data, headers };
 }
 
 /** `client.send` / `client.emit` (as `method`), with the floor's span when that is the config. */
 function dispatch(method, pattern, data, onEnd) {
   if (!tracer) return client[method](pattern, data);
-  const { name, attributes } = producers[pattern];
-  const span = tracer.startSpan(name, { kind: SpanKind.PRODUCER, attributes }, context.active());
-  span.setAttribute('messaging.message.body.size', BODY_SIZE);
-  if (method === 'send') span.setAttribute('messaging.message.conversation_id', String(++sent));
+  const { name, kind, rpc, attributes } = producers[pattern];
+  const span = tracer.startSpan(name, { kind, attributes }, context.active());
+  if (!rpc) setPerMessageAttributes(span, method);
   const ctx = trace.setSpan(context.active(), span);
+  onEnd.span = span;
+  if (metadataTransport) {
+    // The dispatch hook injects when Nest builds the packet, after connect(): in this context.
+    const source = context.with(ctx, () => client[method](pattern, data));
+    return method === 'send' ? new Observable((subscriber) => context.with(ctx, () => source.subscribe(subscriber))) : source;
+  }
   const headers = natsHeaders ? natsHeaders() : {};
   propagation.inject(ctx, headers, carriers[transport].setter);
-  onEnd.span = span;
   return context.with(ctx, () => client[method](pattern, floorRecord(data, headers)));
+}
+
+/** The per-message attributes otel-nest's PRODUCER span has (a counter for the ids, as the floor knows no packet id). */
+function setPerMessageAttributes(span, method) {
+  if (transport === 'redis') {
+    if (method === 'send') {
+      const id = String(++sent);
+      span.setAttribute('messaging.message.id', id);
+      span.setAttribute('messaging.message.conversation_id', id);
+    }
+    return;
+  }
+  span.setAttribute('messaging.message.body.size', BODY_SIZE);
+  if (transport === 'mqtt') {
+    // Nest's defaults: QoS 0, not retained.
+    span.setAttribute('nestjs.mqtt.qos', 0);
+    span.setAttribute('nestjs.mqtt.retain', false);
+    if (method === 'send') {
+      const id = String(++sent);
+      span.setAttribute('messaging.message.id', id);
+      span.setAttribute('messaging.message.conversation_id', id);
+    }
+    return;
+  }
+  if (method === 'send') span.setAttribute('messaging.message.conversation_id', String(++sent));
+}
+
+/**
+ * Nest's ClientMqtt subscribes to `<pattern>/reply` when a request finds no other in flight and
+ * unsubscribes when the last one ends; a request that subscribes while another's UNSUBSCRIBE is on
+ * its way publishes after the broker dropped the subscription (the race Nest's client comments on
+ * as #17671), its reply is lost and its worker waits forever (the untraced run hung once, its
+ * workers waiting 120 s; this race is the likely cause). The
+ * bench keeps the reply topic subscribed for the whole run, as a long-lived request would, the
+ * same in every configuration (OtelClientMqtt extends ClientMqtt).
+ */
+async function pinMqttReplySubscription() {
+  const channel = client.getResponsePattern(RR_PATTERN);
+  await new Promise((resolve, reject) => client.mqttClient.subscribe(channel, (err) => (err ? reject(err) : resolve())));
+  client.subscriptionsCount.set(channel, (client.subscriptionsCount.get(channel) ?? 0) + 1);
 }
 
 function endSpan(holder, error) {

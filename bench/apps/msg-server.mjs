@@ -5,13 +5,25 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import { Ctx, EventPattern, MessagePattern, Payload, ServerKafka, ServerNats, ServerRMQ } from '@nestjs/microservices';
+import { createServer } from 'node:net';
+import {
+  Ctx,
+  EventPattern,
+  MessagePattern,
+  Payload,
+  ServerKafka,
+  ServerMqtt,
+  ServerNats,
+  ServerRedis,
+  ServerRMQ,
+  ServerTCP,
+} from '@nestjs/microservices';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass, decorateMethod, decorateParams, work } from '../lib/nest-js.mjs';
 import { probeBatchProcessors } from '../lib/pipeline-probe.mjs';
 import { memoryTracker } from '../lib/memory.mjs';
 import { percentile } from '../lib/stats.mjs';
-import { carriers, messagingAttributes, startFloorSdk } from './floor.mjs';
+import { carriers, messagingAttributes, startFloorSdk, tcpRpcAttributes } from './floor.mjs';
 import {
   EVENT_PATTERN,
   RR_PATTERN,
@@ -27,6 +39,16 @@ import {
 } from './msg-common.mjs';
 
 const service = process.env.BENCH_SERVICE ?? 'bench-server';
+
+// TCP: the server listens on a free port of 127.0.0.1 and reports it in its ready message.
+async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+if (transport === 'tcp') process.env.BENCH_SERVER_URL = `127.0.0.1:${await freePort()}`;
 let handled = 0;
 let consumed = 0;
 let eventLatencies = [];
@@ -55,18 +77,46 @@ const consumerAttributes = (pattern, handlerType) =>
     groupId: `${prefix}-server-server`,
     consumer: true,
   });
-const floorAttributes = { message: consumerAttributes(RR_PATTERN, 'message'), event: consumerAttributes(EVENT_PATTERN, 'event') };
-const floorNames = { message: `process ${destinationOf(RR_PATTERN)}`, event: `process ${destinationOf(EVENT_PATTERN)}` };
+// TCP request-reply: an RPC SERVER span named by the pattern, as otel-nest's (events: CONSUMER).
+const tcpRpc = transport === 'tcp';
+const floorAttributes = {
+  message: tcpRpc ? tcpRpcAttributes(RR_PATTERN, broker) : consumerAttributes(RR_PATTERN, 'message'),
+  event: consumerAttributes(EVENT_PATTERN, 'event'),
+};
+const floorNames = { message: tcpRpc ? RR_PATTERN : `process ${destinationOf(RR_PATTERN)}`, event: `process ${destinationOf(EVENT_PATTERN)}` };
+const floorKinds = { message: tcpRpc ? SpanKind.SERVER : SpanKind.CONSUMER, event: SpanKind.CONSUMER };
 const BODY_SIZE = JSON.stringify({ id: '42' }).length;
 let delivered = 0;
 
 function headersOf(ctx) {
   if (transport === 'nats') return ctx.getHeaders();
   if (transport === 'rmq') return ctx.getMessage().properties.headers;
+  if (transport === 'tcp' || transport === 'redis') return ctx.getMetadata();
+  if (transport === 'mqtt') return ctx.getPacket().properties?.userProperties;
   return ctx.getMessage().headers;
 }
 
-function perMessageAttributes(ctx) {
+function perMessageAttributes(ctx, kind) {
+  if (transport === 'tcp') {
+    const socket = ctx.getSocketRef().netSocket;
+    return { 'network.peer.address': socket.remoteAddress, 'network.peer.port': socket.remotePort };
+  }
+  if (transport === 'mqtt') {
+    const packet = ctx.getPacket();
+    const attributes = { 'messaging.message.body.size': packet.payload.length, 'nestjs.mqtt.qos': packet.qos, 'nestjs.mqtt.retain': packet.retain };
+    if (kind === 'message') {
+      const id = String(++delivered);
+      attributes['messaging.message.id'] = id;
+      attributes['messaging.message.conversation_id'] = id;
+    }
+    return attributes;
+  }
+  if (transport === 'redis') {
+    // Requests carry Nest's packet id (a counter here); events have none.
+    if (kind === 'event') return { 'messaging.message.body.size': BODY_SIZE };
+    const id = String(++delivered);
+    return { 'messaging.message.id': id, 'messaging.message.conversation_id': id, 'messaging.message.body.size': BODY_SIZE };
+  }
   if (transport === 'rmq') {
     const message = ctx.getMessage();
     return {
@@ -89,7 +139,7 @@ function consume(kind, ctx, handler, data) {
   const parent = propagation.extract(ROOT_CONTEXT, headersOf(ctx), carriers[transport].getter);
   const span = tracer.startSpan(
     floorNames[kind],
-    { kind: SpanKind.CONSUMER, attributes: { ...floorAttributes[kind], ...perMessageAttributes(ctx) } },
+    { kind: floorKinds[kind], attributes: { ...floorAttributes[kind], ...perMessageAttributes(ctx, kind) } },
     parent,
   );
   span.setAttribute('nestjs.controller', 'BenchController');
@@ -122,10 +172,18 @@ decorateClass(ServerModule, [Module({ imports: await otelImports(service), contr
 async function strategy() {
   const options = transportOptions('server');
   if (!traced) {
-    return { nats: () => new ServerNats(options), rmq: () => new ServerRMQ(options), kafka: () => new ServerKafka(options) }[transport]();
+    const Server = { nats: ServerNats, rmq: ServerRMQ, kafka: ServerKafka, tcp: ServerTCP, redis: ServerRedis, mqtt: ServerMqtt }[transport];
+    return new Server(options);
   }
   const lib = await import('otel-nest');
-  const Server = { nats: lib.OtelServerNats, rmq: lib.OtelServerRMQ, kafka: lib.OtelServerKafka }[transport];
+  const Server = {
+    nats: lib.OtelServerNats,
+    rmq: lib.OtelServerRMQ,
+    kafka: lib.OtelServerKafka,
+    tcp: lib.OtelServerTCP,
+    redis: lib.OtelServerRedis,
+    mqtt: lib.OtelServerMqtt,
+  }[transport];
   if (!Server) throw new Error(`otel-nest exports no traced ${transport} server`);
   return new Server(options);
 }
@@ -155,4 +213,4 @@ serve({
   flush: () => probe.flush(),
   stats: () => ({ handled, consumed, ...memory.snapshot(), gc: memory.mark(), processors: probe.found, queued: probe.queued(), ...probe.counters }),
 });
-ready({ consumed });
+ready({ consumed, ...(transport === 'tcp' ? { url: process.env.BENCH_SERVER_URL } : {}) });

@@ -85,7 +85,7 @@ export function checkSummary(summary) {
         `B ${f(s.B.rssDeltaMb)} MB over A (heap after GC ${f(s.B.heapAfterGcDeltaMb, 1)} MB over A)`);
     }
   }
-  for (const sid of ['nats-rr', 'rmq-rr', 'kafka-emit', 'grpc-unary']) {
+  for (const sid of ['nats-rr', 'rmq-rr', 'kafka-emit', 'grpc-unary', 'tcp-rr', 'redis-rr', 'mqtt-rr']) {
     const s = summary[sid];
     if (!s?.['otel-nest'] || !s.floor) continue;
     const o = s['otel-nest'];
