@@ -11,6 +11,9 @@ import { OtelClientGrpc, otelGrpc } from '../lib/transports/grpc/index.js';
 import { OtelClientKafka, OtelServerKafka } from '../lib/transports/kafka/index.js';
 import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
 import { OtelClientRMQ, OtelServerRMQ } from '../lib/transports/rmq/index.js';
+import { OtelClientTCP, OtelServerTCP } from '../lib/transports/tcp/index.js';
+import { OtelClientRedis, OtelServerRedis } from '../lib/transports/redis/index.js';
+import { OtelClientMqtt, OtelServerMqtt } from '../lib/transports/mqtt/index.js';
 import { freePort, M, ORDER_SERVICE, ORDERS_PACKAGE, ORDERS_PROTO } from './support/grpc-fixtures.js';
 import { startKafkaBroker, type KafkaBroker } from './support/kafka-broker.js';
 import { latestMetricPoints, type ReceivedMetricPoint } from './support/otlp-metrics.js';
@@ -21,6 +24,11 @@ const NATS = { servers: ['nats://127.0.0.1:4222'] };
 const RMQ_QUEUE = `metrics-${RUN}`;
 const RMQ = { urls: ['amqp://guest:guest@127.0.0.1:5672'], queue: RMQ_QUEUE, queueOptions: { durable: false, autoDelete: true } };
 const KAFKA_TOPIC = `metrics.audit.${RUN}`;
+const TCP_PATTERN = 'metrics.tcp.sum';
+const REDIS_CHANNEL = `metrics.redis.${RUN}`;
+const MQTT_TOPIC = `metrics/mqtt/${RUN}`;
+const REDIS = { host: '127.0.0.1', port: 6379 };
+const MQTT_URL = 'mqtt://127.0.0.1:1883';
 const FAST_CONSUMER = { maxWaitTimeInMs: 50, heartbeatInterval: 500 };
 
 let kafkaSeen = 0;
@@ -39,6 +47,21 @@ class HandlersController {
 
   @EventPattern<string>(RMQ_QUEUE)
   shipped(): void {}
+
+  @MessagePattern(TCP_PATTERN)
+  sum(@Payload() data: number[]): number {
+    return data.reduce((a, b) => a + b, 0);
+  }
+
+  @MessagePattern(REDIS_CHANNEL)
+  redisEcho(@Payload() data: unknown): unknown {
+    return data;
+  }
+
+  @MessagePattern(MQTT_TOPIC)
+  mqttEcho(@Payload() data: unknown): unknown {
+    return data;
+  }
 
   @EventPattern<string>(KAFKA_TOPIC)
   audited(): void {
@@ -64,11 +87,13 @@ describe('RED metrics of gRPC, NATS, RabbitMQ and Kafka at a real OTLP receiver'
   let app: INestApplication;
   let points: ReceivedMetricPoint[];
   let grpcTarget: string;
+  let tcpPort: number;
 
   beforeAll(async () => {
     receiver = await startOtlpReceiver();
     broker = await startKafkaBroker({ topics: [KAFKA_TOPIC] });
     grpcTarget = `127.0.0.1:${await freePort()}`;
+    tcpPort = await freePort();
     const kafkaClient = { brokers: broker.brokers, retry: { initialRetryTime: 100, retries: 8 }, logLevel: logLevel.NOTHING };
 
     @Module({
@@ -77,6 +102,9 @@ describe('RED metrics of gRPC, NATS, RabbitMQ and Kafka at a real OTLP receiver'
         ClientsModule.register([
           { name: 'NATS', customClass: OtelClientNats, options: NATS },
           { name: 'RMQ', customClass: OtelClientRMQ, options: RMQ },
+          { name: 'TCP', customClass: OtelClientTCP, options: { host: '127.0.0.1', port: tcpPort } },
+          { name: 'REDIS', customClass: OtelClientRedis, options: REDIS },
+          { name: 'MQTT', customClass: OtelClientMqtt, options: { url: MQTT_URL, protocolVersion: 5 } },
           { name: 'GRPC', customClass: OtelClientGrpc, options: { package: ORDERS_PACKAGE, protoPath: ORDERS_PROTO, url: grpcTarget } },
           {
             name: 'KAFKA',
@@ -91,6 +119,9 @@ describe('RED metrics of gRPC, NATS, RabbitMQ and Kafka at a real OTLP receiver'
     app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
     app.connectMicroservice({ strategy: new OtelServerNats(NATS) });
     app.connectMicroservice({ strategy: new OtelServerRMQ(RMQ) });
+    app.connectMicroservice({ strategy: new OtelServerTCP({ host: '127.0.0.1', port: tcpPort }) });
+    app.connectMicroservice({ strategy: new OtelServerRedis(REDIS) });
+    app.connectMicroservice({ strategy: new OtelServerMqtt({ url: MQTT_URL, protocolVersion: 5 }) });
     app.connectMicroservice(otelGrpc({ package: ORDERS_PACKAGE, protoPath: ORDERS_PROTO, url: grpcTarget }));
     app.connectMicroservice({
       strategy: new OtelServerKafka({ client: { ...kafkaClient, clientId: `metrics-consumer-${RUN}` }, consumer: { groupId: `metrics-${RUN}`, ...FAST_CONSUMER } }),
@@ -108,6 +139,11 @@ describe('RED metrics of gRPC, NATS, RabbitMQ and Kafka at a real OTLP receiver'
     await firstValueFrom(nats.send('metrics.price', { sku: 'a' }));
     await firstValueFrom(nats.send('metrics.price', { sku: 'b' }));
     await expect(firstValueFrom(nats.send('metrics.refuse', {}))).rejects.toBeDefined();
+    // TCP, Redis, MQTT request-reply.
+    await firstValueFrom(app.get<ClientProxy>('TCP').send(TCP_PATTERN, [1, 2]));
+    await firstValueFrom(app.get<ClientProxy>('TCP').send(TCP_PATTERN, [3, 4]));
+    await firstValueFrom(app.get<ClientProxy>('REDIS').send(REDIS_CHANNEL, { r: 1 }));
+    await firstValueFrom(app.get<ClientProxy>('MQTT').send(MQTT_TOPIC, { m: 1 }));
     // RabbitMQ event.
     await firstValueFrom(rmq.emit(RMQ_QUEUE, { id: 1 }));
     // gRPC: one OK, one NOT_FOUND.
@@ -152,6 +188,21 @@ describe('RED metrics of gRPC, NATS, RabbitMQ and Kafka at a real OTLP receiver'
     const client = one('rpc.client.call.duration', { 'rpc.status_code': 'OK' });
     expect(client.attributes).toEqual({ 'rpc.system.name': 'grpc', 'rpc.method': M.get, 'rpc.status_code': 'OK', 'server.address': host, 'server.port': Number(port) });
     expect(one('rpc.client.call.duration', { 'rpc.status_code': 'NOT_FOUND' }).attributes['error.type']).toBe('NOT_FOUND');
+  });
+
+  it('TCP request-reply: rpc.server.call.duration and rpc.client.call.duration (RPC spans), rpc.system.name nestjs_tcp', () => {
+    const server = one('rpc.server.call.duration', { 'rpc.system.name': 'nestjs_tcp' });
+    expect(server).toMatchObject({ unit: 's', kind: 'histogram', count: 2 });
+    expect(server.attributes).toEqual({ 'rpc.system.name': 'nestjs_tcp', 'rpc.method': TCP_PATTERN });
+    const client = one('rpc.client.call.duration', { 'rpc.system.name': 'nestjs_tcp' });
+    expect(client).toMatchObject({ count: 2 });
+    expect(client.attributes).toEqual({ 'rpc.system.name': 'nestjs_tcp', 'rpc.method': TCP_PATTERN, 'server.address': '127.0.0.1', 'server.port': tcpPort });
+  });
+
+  it('Redis and MQTT request-reply: messaging metrics through the shared tracers', () => {
+    expect(one('messaging.process.duration', { 'messaging.system': 'redis', 'messaging.destination.name': REDIS_CHANNEL }).count).toBe(1);
+    expect(one('messaging.client.sent.messages', { 'messaging.system': 'redis', 'messaging.destination.name': REDIS_CHANNEL }).kind).toBe('sum');
+    expect(one('messaging.process.duration', { 'messaging.system': 'mqtt', 'messaging.destination.name': MQTT_TOPIC }).count).toBe(1);
   });
 
   it('NATS request-reply: process duration and consumed count per subject, send duration and sent count; error.type of the refusal', () => {

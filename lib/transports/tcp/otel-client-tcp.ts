@@ -13,8 +13,11 @@ import {
   type PublishInfo,
 } from '../shared/messaging-tracing.js';
 import { callSpanHook, isIgnoredBy } from '../../utils/user-hook.js';
+import { activeInstruments } from '../../metrics/metrics-state.js';
+import { attachSpanMeasurement, measureSpan } from '../../metrics/span-measurement.js';
+import { ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from '../../semconv.js';
 import { traceEmit, traceRequestReply, type ProducerHandle } from '../shared/producer-tracer.js';
-import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes, tcpServerAttributes } from './tcp.attributes.js';
+import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes, tcpRpcMetricAttributes, tcpServerAttributes } from './tcp.attributes.js';
 import { isMetadataObject, metadataWithContext, TCP_REPLY_CONTEXT_KEY, type TcpMetadata } from './tcp.carrier.js';
 
 /** Options of {@link OtelClientTCP}: Nest's TCP client options, unchanged. */
@@ -164,6 +167,13 @@ export class OtelClientTCP extends ClientTCP {
       const attributes = tcpServerAttributes(this.host, this.port, tcpRpcAttributes(method));
       const active = context.active();
       const span = getOtelNestTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, active);
+      const instruments = activeInstruments();
+      if (instruments !== undefined) {
+        const metric = tcpRpcMetricAttributes(method);
+        metric[ATTR_SERVER_ADDRESS] = attributes[ATTR_SERVER_ADDRESS];
+        metric[ATTR_SERVER_PORT] = attributes[ATTR_SERVER_PORT];
+        attachSpanMeasurement(span, measureSpan(span, instruments.rpcClientDuration, metric));
+      }
       if (info) {
         callSpanHook('publishHook', hooks!.publishHook, span, info);
       }

@@ -15,7 +15,9 @@ import {
   type ConsumerState,
   type MessagingServerTracingOptions,
 } from '../shared/messaging-tracing.js';
-import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes } from './tcp.attributes.js';
+import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes, tcpRpcMetricAttributes } from './tcp.attributes.js';
+import { activeInstruments } from '../../metrics/metrics-state.js';
+import { measureSpan } from '../../metrics/span-measurement.js';
 import { isMetadataObject, metadataWithContext, TCP_REPLY_CONTEXT_KEY, tcpMetadataGetter, type TcpMetadata } from './tcp.carrier.js';
 
 /** What the TCP server knows of one incoming packet when its processing starts. */
@@ -88,6 +90,10 @@ export function startTcpServerSpan(
   addLocalAddress(packet.socket, attributes);
   const span = getOtelNestTracer().startSpan(packet.pattern, { kind: SpanKind.SERVER, links, attributes }, parent);
   const state: ConsumerState = { span, isEvent: false, ended: false };
+  const instruments = activeInstruments();
+  if (instruments !== undefined) {
+    state.measurement = measureSpan(span, instruments.rpcServerDuration, tcpRpcMetricAttributes(packet.pattern));
+  }
   if (info && hooks && (hooks.consumeHook || hooks.replyHook) && span.isRecording()) {
     callSpanHook('consumeHook', hooks.consumeHook, span, info);
     if (hooks.replyHook) {

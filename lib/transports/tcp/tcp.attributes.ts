@@ -35,6 +35,13 @@ export function tcpRpcAttributes(pattern: string): Attributes {
   return attributes;
 }
 
+/** The low-cardinality attributes of `rpc.server.call.duration` / `rpc.client.call.duration` for a TCP request. */
+export function tcpRpcMetricAttributes(pattern: string, target: Attributes = {}): Attributes {
+  target[ATTR_RPC_SYSTEM_NAME] = TCP_SYSTEM;
+  target[ATTR_RPC_METHOD] = pattern;
+  return target;
+}
+
 /** `server.address` / `server.port` of a client's target, Nest's defaults for what is not given. */
 export function tcpServerAttributes(host: unknown, port: unknown, target: Attributes = {}): Attributes {
   target[ATTR_SERVER_ADDRESS] = typeof host === 'string' && host ? host : TCP_DEFAULT_HOST;
