@@ -36,14 +36,24 @@ export {
 } from './sdk/rule-based.sampler.js';
 export { RedactionSpanProcessor } from './redaction/redaction.processor.js';
 export { BUILTIN_REDACTION_PATTERNS, DEFAULT_REDACTED_KEYS, type BuiltinRedactionPattern } from './redaction/redaction-rules.js';
+export type {
+  BaggageChannel,
+  BaggagePolicyOptions,
+  InboundBaggageRule,
+} from './propagation/baggage-policy.js';
 export { OtelConfigError } from './otel.messages.js';
 export { instrumentAxios, type AxiosLike } from './http/http-client.instrumentation.js';
 export { withContext, bindObservableToContext } from './utils/run-in-context.js';
 export {
   OTEL_CONSUME_EXTRA,
+  type ConsumeInfo,
   type ConsumePolicy,
+  type MessagingClientTracingOptions,
   type MessagingServerTracingOptions,
+  type PublishInfo,
+  type ReplyInfo,
 } from './transports/shared/messaging-tracing.js';
+export type { SpanHook } from './utils/user-hook.js';
 export { SEND_CANCELLED } from './transports/shared/producer-tracer.js';
 export type { MessageCaptureOptions, MessageBodyCaptureOptions } from './transports/shared/message-capture.js';
 export * from './transports/nats/index.js';

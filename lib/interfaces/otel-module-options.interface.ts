@@ -1,9 +1,11 @@
-import type { Attributes, MeterProvider, TextMapPropagator } from '@opentelemetry/api';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Attributes, MeterProvider, Span, TextMapPropagator } from '@opentelemetry/api';
 import type { PushMetricExporter, ViewOptions } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanExporter, SpanLimits, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { RuleBasedSamplerOptions } from '../sdk/sampling-rules.js';
 import type { RequestIdOptions } from '../propagation/request-id.propagator.js';
 import type { BuiltinRedactionPattern } from '../redaction/redaction-rules.js';
+import type { BaggagePolicyOptions } from '../propagation/baggage-policy.js';
 
 /** A propagator this module knows by name (the values of `OTEL_PROPAGATORS`). */
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'none';
@@ -156,6 +158,19 @@ export interface HttpServerTracingOptions {
    * See {@link HttpBodyCaptureOptions}.
    */
   captureBody?: boolean | HttpBodyCaptureOptions;
+  /**
+   * Called with the SERVER span (recording spans only) when the request arrives, before any
+   * middleware: add attributes from the request. A hook that throws is logged and ignored. Default none.
+   */
+  requestHook?: (span: Span, info: HttpRequestHookInfo) => void;
+  /** Called with the SERVER span just before it ends, when the response is complete or the connection closed. Default none. */
+  responseHook?: (span: Span, info: HttpResponseHookInfo) => void;
+  /**
+   * Requests for which it returns true are not traced (as with `ignorePaths`), e.g.
+   * `(req) => req.headers['user-agent']?.startsWith('kube-probe') === true`. A predicate that
+   * throws is logged and the request traced. Default none.
+   */
+  ignore?: (request: IncomingMessage) => boolean;
 }
 
 /**
@@ -307,6 +322,15 @@ export interface OtelModuleOptions {
    */
   baggageToAttributes?: string[];
   /**
+   * What of a caller's baggage enters this process, per channel where a remote context is read (the
+   * HTTP server, the gRPC server, every traced transport server, and other instrumentations'
+   * extracts through the registered propagator): `inbound: 'accept' | 'drop' | { allow: [...] }`,
+   * `channels: { http: 'drop', ... }`, `maxMembers`, `maxBytes`. Baggage the application itself sets
+   * is never filtered and goes out as usual. Default: accept, at most 64 members and 8192 bytes
+   * (the W3C Baggage limits). See {@link BaggagePolicyOptions}.
+   */
+  baggage?: BaggagePolicyOptions;
+  /**
    * The `x-request-id` bridge, opt-in: `true` (the defaults) or a {@link RequestIdOptions} object.
    * An incoming `x-request-id` (else `x-correlation-id`) is recorded as `nestjs.request_id` on the
    * SERVER or CONSUMER span that receives it, kept in the context (`getRequestId()`, and
@@ -316,13 +340,6 @@ export interface OtelModuleOptions {
    * (it adds a propagator and a span processor). Default off.
    */
   requestId?: boolean | RequestIdOptions;
-  /**
-   * RED metrics of every HTTP request, gRPC call and message (sampled or not), recorded where the spans
-   * are made: `true` (OTLP/HTTP to the traces collector), `false`, or {@link MetricsOptions}.
-   * Default: off, unless `OTEL_METRICS_EXPORTER` is set (to anything but `none`), which turns them on
-   * with that exporter. Off loads none of the metrics packages.
-   */
-  metrics?: boolean | MetricsOptions;
   /**
    * RED metrics of every HTTP request, gRPC call and message (sampled or not), recorded where the spans
    * are made: `true` (OTLP/HTTP to the traces collector), `false`, or {@link MetricsOptions}.

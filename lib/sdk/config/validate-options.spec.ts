@@ -63,7 +63,7 @@ describe('resolveSdkConfig: explicit options that are wrong throw OtelConfigErro
     expect(thrown({ servicename: 'orders' }).message).toBe(
       'otel-nest: unknown option "servicename" (did you mean "serviceName"?) in OtelModule.forRoot() options. ' +
         'Known options: serviceName, serviceVersion, resourceAttributes, exporter, batch, sampler, spanLimits, ' +
-        'propagators, spanProcessors, baggageToAttributes, http, httpClient, logSummary, disabled. ' +
+        'propagators, spanProcessors, redact, baggageToAttributes, requestId, baggage, http, httpClient, metrics, logSummary, disabled, enhancerSpans. ' +
         'Fix the spelling or remove it.',
     );
     expect(thrown({ propagator: ['b3'], colour: 'blue' }).message).toContain(
@@ -135,6 +135,15 @@ describe('resolveSdkConfig: explicit options that are wrong throw OtelConfigErro
     ['spanProcessors item', { spanProcessors: [{ onEnd: () => undefined }] }, '"spanProcessors[0]" must be a SpanProcessor (an object with onStart, onEnd, forceFlush and shutdown methods), got an object.'],
     ['baggageToAttributes type', { baggageToAttributes: 'tenant.id' }, `"baggageToAttributes" must be an array of baggage keys, got "tenant.id". Use e.g. { baggageToAttributes: ['tenant.id', 'user.id'] }.`],
     ['baggageToAttributes item', { baggageToAttributes: ['tenant.id', ''] }, '"baggageToAttributes[1]" must be a non-empty string, got "".'],
+    ['baggage type', { baggage: 'drop' }, '"baggage" must be an options object, got "drop".'],
+    ['baggage unknown key', { baggage: { inbound: 'drop', max: 3 } }, 'unknown option "max" in "baggage".'],
+    ['baggage.inbound', { baggage: { inbound: 'deny' } }, `"baggage.inbound" must be 'accept', 'drop' or { allow: [keys] }`],
+    ['baggage.inbound.allow item', { baggage: { inbound: { allow: ['tenant.id', 3] } } }, '"baggage.inbound.allow[1]" must be a non-empty string or a RegExp, got 3.'],
+    ['baggage.channels unknown channel', { baggage: { channels: { htp: 'drop' } } }, 'unknown option "htp" (did you mean "http"?) in "baggage.channels".'],
+    ['baggage.channels rule', { baggage: { channels: { nats: true } } }, '"baggage.channels.nats" must be'],
+    ['baggage.maxMembers', { baggage: { maxMembers: 0 } }, '"baggage.maxMembers" must be a positive integer, got 0.'],
+    ['http.requestHook', { http: { requestHook: 'tenant' } }, '"http.requestHook" must be a function, got "tenant".'],
+    ['http.ignore', { http: { ignore: /health/ } }, '"http.ignore" must be a function'],
     ['http', { http: 'yes' }, `"http" must be a boolean or an options object, got "yes". Use e.g. { http: { ignorePaths: ['/health'] } } or { http: false }.`],
     ['httpClient', { httpClient: 1 }, '"httpClient" must be a boolean or an options object, got 1.'],
     ['logSummary', { logSummary: 'no' }, '"logSummary" must be a boolean, got "no". Use e.g. { logSummary: false }.'],

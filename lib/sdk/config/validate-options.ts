@@ -21,11 +21,12 @@ import {
 } from './guards.js';
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
 import { suggestOption } from './suggest.js';
-import { validateMetricsOption } from './validate-metrics.js';
 import { validateEnhancerSpansOption } from '../../enhancers/enhancer-spans.config.js';
 import { isRuleSamplerOptions, validateRuleSamplerOptions } from '../sampling-rules.js';
+import { validateMetricsOption } from './validate-metrics.js';
 import { validateRedactOption } from '../../redaction/redaction-options.js';
 import { validateHttpCaptureOptions } from '../../http/http-capture.js';
+import { BAGGAGE_CHANNELS } from '../../propagation/baggage-policy.js';
 
 // Typed as a Record so that adding an option to OtelModuleOptions fails to compile until it is
 // listed here; otherwise the new option would be rejected at runtime as unknown.
@@ -42,6 +43,7 @@ const KNOWN_OPTIONS: Record<keyof OtelModuleOptions, true> = {
   redact: true,
   baggageToAttributes: true,
   requestId: true,
+  baggage: true,
   http: true,
   httpClient: true,
   metrics: true,
@@ -117,6 +119,14 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
       }
     });
   }
+  validateBaggagePolicy(o.baggage);
+  if (isRecord(o.http)) {
+    for (const key of ['requestHook', 'responseHook', 'ignore'] as const) {
+      if (o.http[key] !== undefined && typeof o.http[key] !== 'function') {
+        fail('http.hook', `http.${key}`, o.http[key]);
+      }
+    }
+  }
   validateRedactOption(o.redact);
   validateHttpCaptureOptions(o.http);
   validateRequestId(o.requestId);
@@ -133,6 +143,52 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
     }
   }
   return options;
+}
+
+const KNOWN_BAGGAGE_OPTIONS = ['inbound', 'channels', 'maxMembers', 'maxBytes'] as const;
+
+function validateInboundRule(rule: unknown, path: string): void {
+  if (rule === 'accept' || rule === 'drop') {
+    return;
+  }
+  if (!isRecord(rule) || !Array.isArray(rule.allow)) {
+    fail('baggage.inbound', path, rule);
+  }
+  checkKeys(rule, ['allow'], `"${path}"`);
+  (rule.allow as unknown[]).forEach((key, i) => {
+    if (!isNonEmptyString(key) && !(key instanceof RegExp)) {
+      fail('baggage.inbound.allow.*', `${path}.allow[${i}]`, key);
+    }
+  });
+}
+
+function validateBaggagePolicy(value: unknown): void {
+  if (value === undefined) {
+    return;
+  }
+  if (!isRecord(value)) {
+    fail('baggage', 'baggage', value);
+  }
+  checkKeys(value, KNOWN_BAGGAGE_OPTIONS, '"baggage"');
+  if (value.inbound !== undefined) {
+    validateInboundRule(value.inbound, 'baggage.inbound');
+  }
+  if (value.channels !== undefined) {
+    if (!isRecord(value.channels)) {
+      fail('baggage.channels', 'baggage.channels', value.channels);
+    }
+    checkKeys(value.channels, BAGGAGE_CHANNELS, '"baggage.channels"');
+    for (const [channel, rule] of Object.entries(value.channels)) {
+      if (rule !== undefined) {
+        validateInboundRule(rule, `baggage.channels.${channel}`);
+      }
+    }
+  }
+  for (const key of ['maxMembers', 'maxBytes'] as const) {
+    if (value[key] !== undefined && !isPositiveInteger(value[key])) {
+      fail(`baggage.${key}`, `baggage.${key}`, value[key]);
+    }
+  }
 }
 
 function validateResourceAttributes(value: unknown): void {
