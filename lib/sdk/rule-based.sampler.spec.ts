@@ -88,6 +88,12 @@ describe('RuleBasedSampler: matching', () => {
     expect(decide(sampler, http('GET', '/orders/:id'))).toBe(DROP);
   });
 
+  it('reads the older HTTP attribute names other instrumentations may start spans with', () => {
+    const sampler = rules({ rules: [{ protocol: 'http', method: 'GET', route: '/internal/*', sample: 'drop' }] });
+    expect(decide(sampler, { 'http.method': 'GET', 'http.target': '/internal/x?y=1' })).toBe(DROP);
+    expect(decide(sampler, { 'http.method': 'GET', 'http.target': '/public?next=/internal/x' })).toBe(RECORD);
+  });
+
   it('wildcards stand for any run of characters, and the whole value must match', () => {
     const sampler = rules({ rules: [{ route: '/internal/*', sample: 'drop' }, { pattern: 'audit.*.created', sample: 'drop' }] });
     expect(decide(sampler, http('GET', '/internal/a/b'))).toBe(DROP);

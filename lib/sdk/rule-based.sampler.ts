@@ -44,6 +44,8 @@ export {
 /** Pre-semconv-1.21 names other instrumentations (instrumentation-http by default) still start spans with. */
 const ATTR_HTTP_METHOD_OLD = 'http.method';
 const ATTR_MESSAGING_SYSTEM_NAME = 'messaging.system.name';
+/** Path and query of the request, in the older HTTP conventions. */
+const ATTR_HTTP_TARGET_OLD = 'http.target';
 
 // One result object each, shared by every decision: the SDK only reads them.
 const RECORD: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
@@ -199,6 +201,15 @@ function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** The path of an `http.target` (a new string only when there is a query to cut). */
+function pathOf(target: string | undefined): string | undefined {
+  if (target === undefined) {
+    return undefined;
+  }
+  const queryAt = target.indexOf('?');
+  return queryAt < 0 ? target : target.slice(0, queryAt);
+}
+
 function matches(matcher: Matcher | undefined, value: string | undefined): boolean {
   return matcher === undefined || (value !== undefined && matcher.test(value));
 }
@@ -209,7 +220,7 @@ function matches(matcher: Matcher | undefined, value: string | undefined): boole
  * read from the attributes the span starts with (the semantic conventions' sampling-relevant ones):
  *
  * - HTTP SERVER: protocol `http`, `method` from `http.request.method` (or `http.method`), `route` from
- *   `http.route`, else `url.path`;
+ *   `http.route`, else `url.path` (or the path of `http.target`);
  * - RPC SERVER (gRPC, Nest's TCP transport): protocol from `rpc.system.name` (or `rpc.system`;
  *   `nestjs_tcp` is `tcp`), `method` and `pattern` from `rpc.method` (`pattern` also from `nestjs.pattern`);
  * - messaging CONSUMER: protocol from `messaging.system` (`rabbitmq` is `rmq`, `nestjs_tcp` is `tcp`; any other value is
@@ -299,7 +310,7 @@ export class RuleBasedSampler implements Sampler {
     if (httpMethod !== undefined) {
       protocol = 'http';
       method = httpMethod;
-      route = str(attributes[ATTR_HTTP_ROUTE]) ?? str(attributes[ATTR_URL_PATH]);
+      route = str(attributes[ATTR_HTTP_ROUTE]) ?? str(attributes[ATTR_URL_PATH]) ?? pathOf(str(attributes[ATTR_HTTP_TARGET_OLD]));
     } else {
       const rpcSystem = str(attributes[ATTR_RPC_SYSTEM_NAME]) ?? str(attributes[ATTR_RPC_SYSTEM]);
       if (rpcSystem !== undefined) {
