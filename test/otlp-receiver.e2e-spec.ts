@@ -284,7 +284,7 @@ describe('OTLP receiver', () => {
     expect(protobuf.status).toBe(415);
     expect(((await protobuf.json()) as { message: string }).message).toMatch(/OTLP\/protobuf is not decoded/);
 
-    const wrongPath = await fetch(`${receiver.endpoint}/v1/metrics`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const wrongPath = await fetch(`${receiver.endpoint}/v1/profiles`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
     expect(wrongPath.status).toBe(404);
     const wrongMethod = await fetch(receiver.url);
     expect(wrongMethod.status).toBe(405);
