@@ -39,7 +39,7 @@ const receiver = await startChild(join(here, 'lib/receiver.mjs'), { name: 'recei
 const loader = await startChild(join(here, 'lib/loader.mjs'), { name: 'loader' });
 const app = await startChild(join(here, 'apps/http-app.mjs'), {
   name,
-  env: { ...config.env, BENCH_FRAMEWORK: opts.framework, BENCH_SERVICE: name, BENCH_OTLP_URL: receiver.info.url },
+  env: { ...config.env, BENCH_FRAMEWORK: opts.framework, BENCH_SERVICE: name, BENCH_OTLP_URL: receiver.info.url, BENCH_OTLP_METRICS_URL: receiver.info.url.replace(/\/v1\/traces$/, '/v1/metrics') },
   execArgv: [...config.execArgv(here), '--cpu-prof', '--cpu-prof-dir', tmp, `--cpu-prof-interval`, opts.interval],
 });
 const url = `${app.info.url}42`;

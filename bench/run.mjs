@@ -7,6 +7,7 @@
 //                      [--warmup 3] [--msg-seconds 4] [--outage-seconds 30] [--connections 16]
 //                      [--concurrency 16] [--node PATH|22.15.0] [--node-flags "..."]
 //                      [--semi-space MB|auto] [--max-semi-space-size MB] [--list]
+//                      [--features redaction,enhancers,metrics|all]
 //
 // The processes under test run on the project's Node (the `node` devDependency, Node 24) unless
 // --node names another; the load generator and the receiver always run on the project's Node.
@@ -20,7 +21,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ALL_HTTP_CONFIGS, HTTP_CONFIGS, MSG_CONFIGS, PG_CONFIGS } from './lib/configs.mjs';
+import { ALL_HTTP_CONFIGS, ALL_MSG_CONFIGS, FEATURES, HTTP_CONFIGS, MSG_CONFIGS, PG_CONFIGS } from './lib/configs.mjs';
+import { buildFeatureCosts } from './lib/features.mjs';
 import { startChild, startChildren } from './lib/ipc.mjs';
 import { startKafkaBroker } from './lib/kafka.mjs';
 import { PG_URL, preparePg } from './lib/pg-setup.mjs';
@@ -102,6 +104,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     concurrency: { type: 'string' },
     configs: { type: 'string' },
+    features: { type: 'string' },
     node: { type: 'string' },
     'node-flags': { type: 'string' },
     'max-semi-space-size': { type: 'string' },
@@ -115,14 +118,30 @@ if (args.help || args.list) {
   for (const [id, s] of Object.entries(SCENARIOS)) console.log(`  ${id.padEnd(14)} ${s.title}`);
   console.log('\nHTTP configurations (--configs, A is always measured first, as the base):');
   for (const c of ALL_HTTP_CONFIGS) console.log(`  ${c.id.padEnd(14)} ${c.label}`);
-  console.log(`\nRealistic route (http-pg): ${PG_CONFIGS.map((c) => c.id).join(', ')}. Messaging: ${MSG_CONFIGS.map((c) => c.id).join(', ')}.`);
+  console.log(`\nRealistic route (http-pg): ${PG_CONFIGS.map((c) => c.id).join(', ')}. Messaging: ${ALL_MSG_CONFIGS.map((c) => c.id).join(', ')}.`);
+  console.log('\nFeatures (--features a,b | all; their configurations are added to the HTTP and messaging runs):');
+  for (const [id, f] of Object.entries(FEATURES)) console.log(`  ${id.padEnd(14)} HTTP ${f.http.join(', ')}${f.msg.length ? `; messaging ${f.msg.join(', ')}` : ''}`);
   console.log('\nOptions: --quick --only a,b --configs A,B,... --rounds N --seconds S --warmup S --msg-seconds S --outage-seconds S --connections N --concurrency N');
   console.log('         --node PATH|X.Y.Z (Node of the processes under test) --node-flags "..." (their flags)');
   console.log('         --semi-space MB|auto (young generation pinned, default 16; auto: V8 sizes it) --max-semi-space-size MB (auto, capped)');
+  console.log('         --features redaction,enhancers,metrics|all (the feature configurations, not run by default)');
   process.exit(0);
 }
 
-const httpConfigIds = args.configs ? ['A', ...args.configs.split(',').map((c) => c.trim()).filter((c) => c && c !== 'A')] : HTTP_CONFIGS.map((c) => c.id);
+const featureIds = args.features === 'all' ? Object.keys(FEATURES) : (args.features ?? '').split(',').map((f) => f.trim()).filter(Boolean);
+for (const id of featureIds) {
+  if (!FEATURES[id]) {
+    console.error(`Unknown feature "${id}". Known: ${Object.keys(FEATURES).join(', ')}, all.`);
+    process.exit(2);
+  }
+}
+const unique = (ids) => [...new Set(ids)];
+const httpConfigIds = unique([
+  ...(args.configs ? ['A', ...args.configs.split(',').map((c) => c.trim()).filter((c) => c && c !== 'A')] : HTTP_CONFIGS.map((c) => c.id)),
+  ...featureIds.flatMap((id) => FEATURES[id].http),
+]);
+/** Messaging: the default four, then the features' (otel-nest-metrics). */
+const msgConfigs = unique([...MSG_CONFIGS.map((c) => c.id), ...featureIds.flatMap((id) => FEATURES[id].msg)]).map((id) => ALL_MSG_CONFIGS.find((c) => c.id === id));
 const httpConfigs = httpConfigIds.map((id) => {
   const config = ALL_HTTP_CONFIGS.find((c) => c.id === id);
   if (!config) {
@@ -143,6 +162,8 @@ const opts = {
   connections: num(args.connections, 16),
   concurrency: num(args.concurrency, 16),
   httpConfigs: httpConfigIds,
+  msgConfigs: msgConfigs.map((c) => c.id),
+  features: featureIds,
   nodeFlags: [...youngGenerationFlags(), ...(args['node-flags'] ?? '').split(/\s+/).filter(Boolean)],
 };
 
@@ -202,9 +223,12 @@ async function closedPortUrl() {
 }
 
 async function receiverCounts(receiver, service) {
-  const { services } = await receiver.request('counts');
-  return services[service] ?? { spans: 0, requests: 0, bytes: 0 };
+  const { services, metrics } = await receiver.request('counts');
+  return { ...(services[service] ?? { spans: 0, requests: 0, bytes: 0 }), metrics: metrics?.[service] ?? { requests: 0, dataPoints: 0 } };
 }
+
+/** Where the metrics configurations push (the receiver answers `/v1/metrics` with 200 and counts). */
+const metricsUrl = (receiver) => receiver.info.url.replace(/\/v1\/traces$/, '/v1/metrics');
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -262,6 +286,7 @@ async function runHttp(scenario, shared) {
           BENCH_FRAMEWORK: framework,
           BENCH_SERVICE: `${runId}-${c.id}`,
           BENCH_OTLP_URL: shared.receiver.info.url,
+          BENCH_OTLP_METRICS_URL: metricsUrl(shared.receiver),
           // For otel-nest/register (the pg configuration's preload).
           OTEL_SERVICE_NAME: `${runId}-${c.id}`,
           OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: shared.receiver.info.url,
@@ -318,6 +343,7 @@ async function runHttp(scenario, shared) {
         spansReceived: received.spans,
         spansPerSecond: received.spans / loadSeconds[i],
         spansPerRequest: received.spans / stats.handled,
+        metricExports: received.metrics,
         dropped: stats.dropped,
         failedSpans: stats.failedSpans,
         rssMB: stats.rss / MB,
@@ -331,6 +357,8 @@ async function runHttp(scenario, shared) {
         ...memoryFigures(s, (x) => x.handled),
         cpuUsPerRequestByRound: s.map((x) => x.cpuUs / x.handled),
         span: await spanShape(shared.receiver, `${runId}-${configs[i].id}`),
+        // The first spans the receiver kept: B-enh's show the enhancer spans (`guard AllowGuard`, ...).
+        sampledSpanNames: (await shared.receiver.request('samples', { service: `${runId}-${configs[i].id}` })).map((x) => x.name),
         rounds: s,
       });
     }
@@ -366,7 +394,7 @@ async function runMsg(scenario, shared) {
   }
   const runId = `${scenario.id}-${process.pid}`;
   log(`${scenario.id}: starting servers and clients`);
-  const pairs = MSG_CONFIGS.map((config) => ({ config }));
+  const pairs = msgConfigs.map((config) => ({ config }));
   try {
     const envOf = (c) => ({
       ...extraEnv,
@@ -375,6 +403,7 @@ async function runMsg(scenario, shared) {
       ...(c.env ?? {}),
       BENCH_PREFIX: `otel-nest-bench.${runId}.${c.id}`,
       BENCH_OTLP_URL: shared.receiver.info.url,
+      BENCH_OTLP_METRICS_URL: metricsUrl(shared.receiver),
     });
     // Servers first (their queues and subscriptions exist before a client sends), in parallel.
     const servers = await startChildren(
@@ -461,6 +490,7 @@ async function runMsg(scenario, shared) {
         clientCpuUsPerMessage: sum(s.map((x) => x.clientCpuUs)) / messages,
         errors: sum(s.map((x) => x.errors)),
         spansReceived: { server: serverSpans.spans, client: clientSpans.spans },
+        metricExports: { server: serverSpans.metrics, client: clientSpans.metrics },
         dropped: stats[i].server.dropped + stats[i].client.dropped,
         serverRssMB: stats[i].server.rss / MB,
         clientRssMB: stats[i].client.rss / MB,
@@ -633,6 +663,7 @@ const report = {
   scenarios: results,
 };
 report.summary = buildSummary(report.scenarios);
+report.featureCosts = buildFeatureCosts(report.scenarios);
 report.targets = evaluateTargets(report);
 const markdown = renderMarkdown(report);
 const resultsDir = join(here, 'results');

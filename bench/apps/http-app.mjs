@@ -6,10 +6,16 @@
 //                    PostgreSQL through a pg Pool, return a 20-item list; BENCH_PG_URL)
 //   BENCH_RATIO      otel-nest sampler ratio; unset = the default parentbased_always_on
 //   BENCH_NO_INTERCEPTOR  set: OtelModule.forRoot({ globalInterceptor: false })
+//   BENCH_REDACT     off: OtelModule.forRoot({ redact: false }) (B-noredact; redaction is on by default)
+//   BENCH_ENHANCERS  1: the route gets 1 guard, 2 pipes on `id` (ParseIntPipe + a pass-through) and
+//                    1 interceptor, all class references (Nest's injector creates them)
+//   BENCH_INSTRUMENT 1: NestFactory.create(..., { instrument: otelInstrument() })
+//   BENCH_ENHANCER_SPANS  1: enhancerSpans: true | nocollapse: enhancerSpans: { collapseAbove: false }
+//   BENCH_METRICS    1: metrics: { exporter: { url: BENCH_OTLP_METRICS_URL }, interval: 10000 }
 //   BENCH_OTLP_URL   where spans go;  BENCH_SERVICE  service.name (the receiver counts per name)
 //   BENCH_DIAG       diagnostic pieces on an untraced app (see http-diagnostics.mjs)
 import 'reflect-metadata';
-import { Controller, Get, Module, Param } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, Param, ParseIntPipe, UseGuards, UseInterceptors } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ready, serve } from '../lib/ipc.mjs';
 import { decorateClass, decorateMethod, decorateParams, work } from '../lib/nest-js.mjs';
@@ -22,6 +28,7 @@ const framework = process.env.BENCH_FRAMEWORK ?? 'express';
 const tracing = process.env.BENCH_TRACING ?? 'none';
 const service = process.env.BENCH_SERVICE ?? 'bench';
 const route = process.env.BENCH_ROUTE ?? 'orders';
+const enhancers = process.env.BENCH_ENHANCERS === '1';
 
 let handled = 0;
 
@@ -36,9 +43,28 @@ async function createPool() {
 class OrdersController {
   order(id) {
     handled++;
-    return pool ? productList(id) : work(id);
+    // With the enhancers, ParseIntPipe made `id` a number.
+    return pool ? productList(id) : work(String(id));
   }
 }
+
+/** The enhancers of BENCH_ENHANCERS: as cheap as such enhancers get, so that what costs is Nest's pipeline and otel-nest's. */
+class AllowGuard {
+  canActivate() {
+    return true;
+  }
+}
+class PassPipe {
+  transform(value) {
+    return value;
+  }
+}
+class PassInterceptor {
+  intercept(context, next) {
+    return next.handle();
+  }
+}
+for (const Enhancer of [AllowGuard, PassPipe, PassInterceptor]) decorateClass(Enhancer, [Injectable()]);
 
 /** The realistic route: one row read from PostgreSQL, a 20-item JSON list built from it. */
 async function productList(id) {
@@ -50,14 +76,16 @@ async function productList(id) {
   }
   return { id: row.id, count: items.length, items };
 }
-decorateParams(OrdersController, 'order', [Param('id')]);
-decorateMethod(OrdersController, 'order', [Get(':id')]);
+decorateParams(OrdersController, 'order', [enhancers ? Param('id', ParseIntPipe, PassPipe) : Param('id')]);
+decorateMethod(OrdersController, 'order', [Get(':id'), ...(enhancers ? [UseGuards(AllowGuard), UseInterceptors(PassInterceptor)] : [])]);
 decorateClass(OrdersController, [Controller('orders')]);
 
 const imports = [];
+let instrument;
 if (tracing === 'otel-nest') {
-  const { OtelModule } = await import('otel-nest');
+  const { OtelModule, otelInstrument } = await import('otel-nest');
   const ratio = process.env.BENCH_RATIO;
+  const enhancerSpans = { 1: true, nocollapse: { collapseAbove: false } }[process.env.BENCH_ENHANCER_SPANS ?? ''];
   imports.push(
     OtelModule.forRoot({
       serviceName: service,
@@ -65,19 +93,24 @@ if (tracing === 'otel-nest') {
       ...(ratio !== undefined && ratio !== '' ? { sampler: { ratio: Number(ratio) } } : {}),
       logSummary: false,
       ...(process.env.BENCH_NO_INTERCEPTOR ? { globalInterceptor: false } : {}),
+      ...(process.env.BENCH_REDACT === 'off' ? { redact: false } : {}),
+      ...(enhancerSpans ? { enhancerSpans } : {}),
+      ...(process.env.BENCH_METRICS === '1' ? { metrics: { exporter: { url: process.env.BENCH_OTLP_METRICS_URL }, interval: 10_000 } } : {}),
     }),
   );
+  if (process.env.BENCH_INSTRUMENT === '1') instrument = otelInstrument();
 }
 
 class AppModule {}
 decorateClass(AppModule, [Module({ imports, controllers: [OrdersController] })]);
 
 let app;
+const appOptions = { logger: ['error', 'warn'], ...(instrument ? { instrument } : {}) };
 if (framework === 'fastify') {
   const { FastifyAdapter } = await import('@nestjs/platform-fastify');
-  app = await NestFactory.create(AppModule, new FastifyAdapter(), { logger: ['error', 'warn'] });
+  app = await NestFactory.create(AppModule, new FastifyAdapter(), appOptions);
 } else {
-  app = await NestFactory.create(AppModule, { logger: ['error', 'warn'] });
+  app = await NestFactory.create(AppModule, appOptions);
 }
 await applyDiagnostics(app, process.env.BENCH_DIAG ?? '');
 if (tracing === 'floor') installHttpFloor(app, service);

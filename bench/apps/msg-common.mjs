@@ -65,6 +65,8 @@ export async function otelImports(service) {
       logSummary: false,
       http: false,
       ...(process.env.BENCH_NO_INTERCEPTOR ? { globalInterceptor: false } : {}),
+      // otel-nest-metrics: a real OTLP push during the run, as production would.
+      ...(process.env.BENCH_METRICS === '1' ? { metrics: { exporter: { url: process.env.BENCH_OTLP_METRICS_URL }, interval: 10_000 } } : {}),
     }),
   ];
 }

@@ -37,7 +37,56 @@ export const HTTP_DIAGNOSTIC_CONFIGS = [
   { id: 'A+all', label: 'untraced + ALS + bind + interceptor', env: { BENCH_TRACING: 'none', BENCH_DIAG: 'bind,interceptor' }, execArgv: none },
 ];
 
-export const ALL_HTTP_CONFIGS = [...HTTP_CONFIGS, ...HTTP_DIAGNOSTIC_CONFIGS];
+/** The bench receiver's metrics path is given by the run (BENCH_OTLP_METRICS_URL); 10 s pushes, as production would. */
+const METRICS = { BENCH_METRICS: '1' };
+/** The route with 1 guard, 2 pipes on `id` and 1 interceptor (apps/http-app.mjs): 4 enhancer calls per request. */
+const ENH = { BENCH_TRACING: 'otel-nest', BENCH_ENHANCERS: '1' };
+
+/**
+ * The cost of the issue-17/18 features (run with `--features`, or by id with `--configs`): each
+ * is B (or D) with one option changed, so a difference of two configurations of one run is one
+ * feature's CPU per request (see FEATURE_COSTS).
+ */
+export const HTTP_FEATURE_CONFIGS = [
+  { id: 'B-noredact', feature: 'redaction', label: 'otel-nest 100%, redact: false', env: { BENCH_TRACING: 'otel-nest', BENCH_REDACT: 'off' }, execArgv: none },
+  { id: 'B-enhapp', feature: 'enhancers', label: 'otel-nest 100%, route with 1 guard + 2 pipes + 1 interceptor, no instrument', env: { ...ENH }, execArgv: none },
+  { id: 'B-enh0', feature: 'enhancers', label: 'B-enhapp + instrument: otelInstrument(), enhancerSpans off (the Proxy)', env: { ...ENH, BENCH_INSTRUMENT: '1' }, execArgv: none },
+  { id: 'B-enh', feature: 'enhancers', label: 'B-enh0 + enhancerSpans: true (4 enhancer spans, default collapse)', env: { ...ENH, BENCH_INSTRUMENT: '1', BENCH_ENHANCER_SPANS: '1' }, execArgv: none },
+  { id: 'B-enh-nc', feature: 'enhancers', label: 'B-enh with enhancerSpans: { collapseAbove: false }', env: { ...ENH, BENCH_INSTRUMENT: '1', BENCH_ENHANCER_SPANS: 'nocollapse' }, execArgv: none },
+  { id: 'D-enh', feature: 'enhancers', label: 'B-enh at 0% (unsampled)', env: { ...ENH, BENCH_INSTRUMENT: '1', BENCH_ENHANCER_SPANS: '1', BENCH_RATIO: '0' }, execArgv: none },
+  { id: 'B-metrics', feature: 'metrics', label: 'otel-nest 100% + metrics (OTLP to the receiver, every 10 s)', env: { BENCH_TRACING: 'otel-nest', ...METRICS }, execArgv: none },
+  { id: 'D-metrics', feature: 'metrics', label: 'otel-nest 0% + metrics (OTLP to the receiver, every 10 s)', env: { BENCH_TRACING: 'otel-nest', BENCH_RATIO: '0', ...METRICS }, execArgv: none },
+];
+
+export const ALL_HTTP_CONFIGS = [...HTTP_CONFIGS, ...HTTP_DIAGNOSTIC_CONFIGS, ...HTTP_FEATURE_CONFIGS];
+
+/**
+ * `--features a,b`: the configurations each feature adds to the run, with the ones its
+ * differences are taken against (added if the run does not have them already).
+ */
+export const FEATURES = {
+  redaction: { http: ['B', 'B-noredact'], msg: [] },
+  enhancers: { http: ['D', 'B-enhapp', 'B-enh0', 'B-enh', 'B-enh-nc', 'D-enh'], msg: [] },
+  metrics: { http: ['B', 'D', 'B-metrics', 'D-metrics'], msg: ['otel-nest', 'otel-nest-metrics'] },
+};
+
+/**
+ * What the feature configurations measure: `cost` = CPU per request (message) of `with` minus
+ * `without`, in one run; `calls` divides it per enhancer call. `note` says what else the
+ * difference holds.
+ */
+export const FEATURE_COSTS = [
+  { id: 'redaction', kind: 'http', with: 'B', without: 'B-noredact', what: 'redaction (on by default), per request' },
+  { id: 'enhancer-proxy', kind: 'http', with: 'B-enh0', without: 'B-enhapp', what: 'otelInstrument() with enhancerSpans off: the Proxy on 4 enhancer calls' },
+  { id: 'enhancer-spans', kind: 'http', with: 'B-enh', without: 'B-enhapp', calls: 4, what: 'enhancer spans on (4 spans, default collapse), per request / per span' },
+  { id: 'enhancer-spans-nocollapse', kind: 'http', with: 'B-enh-nc', without: 'B-enhapp', calls: 4, what: 'enhancer spans, collapseAbove: false, per request / per span' },
+  { id: 'enhancer-collapse-window', kind: 'http', with: 'B-enh', without: 'B-enh-nc', what: 'the collapse window (default) against ending each span at once' },
+  { id: 'enhancer-unsampled', kind: 'http', with: 'D-enh', without: 'D', what: 'unsampled: the enhancer route + Proxy + a context lookup per call (holds the enhancers\' own cost, B-enhapp − B)' },
+  { id: 'enhancer-app', kind: 'http', with: 'B-enhapp', without: 'B', what: 'the route\'s 4 enhancers themselves (Nest\'s pipelines, no otel-nest work)' },
+  { id: 'metrics-sampled', kind: 'http', with: 'B-metrics', without: 'B', what: 'metrics on sampled requests' },
+  { id: 'metrics-unsampled', kind: 'http', with: 'D-metrics', without: 'D', what: 'metrics on unsampled requests' },
+  { id: 'metrics', kind: 'msg', with: 'otel-nest-metrics', without: 'otel-nest', what: 'metrics on traced messages (client + server)' },
+];
 
 /**
  * The realistic route (BENCH_ROUTE=pg): A untraced, B otel-nest 100 % with instrumentation-pg
@@ -65,3 +114,10 @@ export const MSG_CONFIGS = [
     label: 'otel-nest transport, 100%, globalInterceptor: false',
   },
 ];
+
+/** Messaging configurations of `--features` (not run by default). */
+export const MSG_FEATURE_CONFIGS = [
+  { id: 'otel-nest-metrics', feature: 'metrics', tracing: 'otel-nest', env: { BENCH_METRICS: '1' }, label: 'otel-nest transport, 100% + metrics (OTLP to the receiver, every 10 s)' },
+];
+
+export const ALL_MSG_CONFIGS = [...MSG_CONFIGS, ...MSG_FEATURE_CONFIGS];

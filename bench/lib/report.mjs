@@ -1,6 +1,7 @@
 // Turns the results of one run into the markdown report (also printed on stdout): the floor
 // tables first (CPU per request, overhead over A as a multiple of the floor's), then one table per
 // scenario, the memory figures, and the targets (lib/targets.mjs).
+import { renderFeatureCosts } from './features.mjs';
 import { renderTargets } from './targets.mjs';
 
 const f = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
@@ -68,6 +69,8 @@ function httpTable(s, summary) {
       `| ${c.id} | ${int(c.rssMB)} (${signed(c.rssDeltaMB)}) | ${int(c.rssAfterGcMB)} (${signed(c.rssAfterGcDeltaMB)}) | ${f(c.heapTotalMB, 1)} | ${f(c.heapAfterGcMB, 1)} (${signed(c.heapAfterGcDeltaMB, 1)}) | ${f(c.newSpaceMB, 1)} | ${f(c.oldSpaceMB, 1)} | ${f(c.externalMB, 1)} | ${f(c.allocKBPerReq, 2)} | ${f(c.scavengesPer1kReq, 2)} | ${f(c.gcUsPerReq, 2)} |`,
     );
   }
+  const pushed = s.configs.filter((c) => c.metricExports?.requests > 0);
+  if (pushed.length) rows.push('', `Metric pushes the receiver got (POST /v1/metrics, data points): ${pushed.map((c) => `${c.id} ${c.metricExports.requests} (${c.metricExports.dataPoints})`).join(', ')}.`);
   const b = s.configs.find((c) => c.id === 'B');
   const f1 = s.configs.find((c) => c.id === 'F1');
   if (b?.span && f1?.span) {
@@ -88,6 +91,8 @@ function msgTable(s, summary) {
       `| ${c.label} | ${x(c.rateRatio)} (${f(c.rateRatioMin)}–${f(c.rateRatioMax)}) | ${x(c.p50Ratio)} | ${x(c.p99Ratio)} | ${f(c.cpuUsPerMessage, 1)} (${spread(c.cpuUsPerMessageByRound)}) | ${f(c.serverCpuUsPerMessage, 1)} / ${f(c.clientCpuUsPerMessage, 1)} | ${c.id === 'untraced' ? '–' : f(sm.overheadUs, 1)} | ${sm.overheadVsFloor == null ? '–' : x(sm.overheadVsFloor)} | ${int(c.spansReceived.server)} / ${int(c.spansReceived.client)} | ${int(c.dropped)} | ${int(c.rssMB)} (${signed(c.rssDeltaMB)}) | ${f(c.serverAllocKBPerMessage, 2)} | ${int(c.rate)} | ${f(c.p50Ms)} / ${f(c.p99Ms)} |`,
     );
   }
+  const pushed = s.configs.filter((c) => c.metricExports && c.metricExports.server.requests + c.metricExports.client.requests > 0);
+  if (pushed.length) rows.push('', `Metric pushes the receiver got (POST /v1/metrics, server / client): ${pushed.map((c) => `${c.id} ${c.metricExports.server.requests} / ${c.metricExports.client.requests}`).join(', ')}.`);
   const errors = s.configs.reduce((n, c) => n + c.errors, 0);
   if (errors) rows.push('', `Errors or unconsumed messages: ${errors}.`);
   const fl = s.configs.find((c) => c.id === 'floor');
@@ -129,6 +134,7 @@ export function renderMarkdown(report) {
     '',
     ...httpFloorTable(report),
     ...msgFloorTable(report),
+    ...renderFeatureCosts(report.featureCosts),
   ];
   for (const [id, s] of Object.entries(report.scenarios)) {
     out.push(`### ${id}: ${s.title}`, '');

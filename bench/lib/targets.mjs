@@ -3,7 +3,7 @@
 //
 // Overhead is CPU per request (per message: client + server) minus the untraced configuration's,
 // and is compared with the floor's overhead: F1 − A for sampled configurations, F0 − A for the
-// unsampled D; for messaging, the floor configuration's.
+// unsampled D (and D-*); for messaging, the floor configuration's.
 
 export const TARGETS = {
   httpVsFloor: 1.25,
@@ -19,7 +19,8 @@ const BASE = { http: 'A', msg: 'untraced' };
 function floorOf(kind, id) {
   if (kind === 'msg') return id === 'untraced' ? undefined : 'floor';
   if (id === 'A') return undefined;
-  if (id === 'D' || id === 'F0') return 'F0';
+  // Unsampled configurations (D, D-noi, D-enh, D-metrics) against the context floor.
+  if (id === 'D' || id.startsWith('D-') || id === 'F0') return 'F0';
   return 'F1';
 }
 
