@@ -1,6 +1,6 @@
 import type { EnhancerSpansOptions } from '../interfaces/otel-module-options.interface.js';
-import { OtelConfigError, invalidEnhancerSpansOption, unknownOptions } from '../otel.messages.js';
-import { suggestOption } from '../sdk/config/suggest.js';
+import { OtelConfigError, invalidEnhancerSpansOption } from '../otel.messages.js';
+import { rejectUnknownKeys } from '../sdk/config/suggest.js';
 import { processGlobal } from '../utils/process-global.js';
 
 /** The four kinds of Nest enhancers that get spans, as `nestjs.type` names them. */
@@ -46,17 +46,7 @@ export function validateEnhancerSpansOption(value: unknown): void {
     fail('enhancerSpans', 'a boolean or an options object', value);
   }
   const given = value as Record<string, unknown>;
-  const unknown = Object.keys(given).filter((key) => !(KNOWN_KEYS as readonly string[]).includes(key));
-  if (unknown.length > 0) {
-    const suggestions = new Map<string, string>();
-    for (const key of unknown) {
-      const guess = suggestOption(key, KNOWN_KEYS);
-      if (guess !== undefined) {
-        suggestions.set(key, guess);
-      }
-    }
-    throw new OtelConfigError(unknownOptions('"enhancerSpans"', unknown, KNOWN_KEYS, suggestions));
-  }
+  rejectUnknownKeys(given, KNOWN_KEYS, '"enhancerSpans"');
   for (const key of ['guards', 'pipes', 'interceptors', 'filters'] as const) {
     if (given[key] !== undefined && typeof given[key] !== 'boolean') {
       fail(`enhancerSpans.${key}`, 'a boolean', given[key]);

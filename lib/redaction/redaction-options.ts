@@ -1,6 +1,6 @@
 import type { RedactionOptions } from '../interfaces/otel-module-options.interface.js';
-import { invalidOptionValue, OtelConfigError, unknownOptions } from '../otel.messages.js';
-import { suggestOption } from '../sdk/config/suggest.js';
+import { invalidOptionValue, OtelConfigError } from '../otel.messages.js';
+import { rejectUnknownKeys } from '../sdk/config/suggest.js';
 import {
   BUILTIN_REDACTION_PATTERNS,
   DEFAULT_REDACTED_KEYS,
@@ -46,17 +46,7 @@ export function validateRedactOption(value: unknown): void {
     fail('redact', 'a boolean or an options object', "{ redact: false } or { redact: { extraKeys: ['iban'] } }", value);
   }
   const object = value as Record<string, unknown>;
-  const unknown = Object.keys(object).filter((key) => !(KNOWN_REDACTION_OPTIONS as readonly string[]).includes(key));
-  if (unknown.length > 0) {
-    const suggestions = new Map<string, string>();
-    for (const key of unknown) {
-      const guess = suggestOption(key, KNOWN_REDACTION_OPTIONS);
-      if (guess !== undefined) {
-        suggestions.set(key, guess);
-      }
-    }
-    throw new OtelConfigError(unknownOptions('"redact"', unknown, KNOWN_REDACTION_OPTIONS, suggestions));
-  }
+  rejectUnknownKeys(object, KNOWN_REDACTION_OPTIONS, '"redact"');
   checkStringList(object.keys, 'redact.keys', "{ redact: { keys: ['password', 'token'] } }");
   checkStringList(object.extraKeys, 'redact.extraKeys', "{ redact: { extraKeys: ['iban', 'date_of_birth'] } }");
   checkStringList(object.queryParams, 'redact.queryParams', "{ redact: { queryParams: ['token', 'sig'] } }");

@@ -1,6 +1,6 @@
 import type { Sampler } from '@opentelemetry/sdk-trace';
-import { OtelConfigError, invalidOptionValue, unknownOptions } from '../otel.messages.js';
-import { suggestOption } from './config/suggest.js';
+import { OtelConfigError, invalidOptionValue } from '../otel.messages.js';
+import { rejectUnknownKeys } from './config/suggest.js';
 
 /**
  * The protocols a rule can name: the HTTP server, gRPC, and the messaging transports (their
@@ -127,19 +127,6 @@ function fail(path: string, expected: string, example: string, got: unknown): ne
   throw new OtelConfigError(invalidOptionValue(path, expected, example, got));
 }
 
-function checkKeys(value: Record<string, unknown>, known: readonly string[], where: string): void {
-  const unknown = Object.keys(value).filter((key) => !known.includes(key));
-  if (unknown.length > 0) {
-    const suggestions = new Map<string, string>();
-    for (const key of unknown) {
-      const guess = suggestOption(key, known);
-      if (guess !== undefined) {
-        suggestions.set(key, guess);
-      }
-    }
-    throw new OtelConfigError(unknownOptions(where, unknown, known, suggestions));
-  }
-}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof RegExp);
@@ -155,7 +142,7 @@ export function validateDecision(value: unknown, path: string): void {
     return;
   }
   if (isPlainObject(value) && 'ratio' in value) {
-    checkKeys(value, ['ratio'], `"${path}"`);
+    rejectUnknownKeys(value, ['ratio'], `"${path}"`);
     if (isRatio(value.ratio)) {
       return;
     }
@@ -189,7 +176,7 @@ export function validateRuleSamplerOptions(value: unknown, root: string): assert
   if (!isPlainObject(value)) {
     fail(root, 'an object { rules, default, defaults }', DECISION_EXAMPLE, value);
   }
-  checkKeys(value, OPTION_KEYS, `"${root}"`);
+  rejectUnknownKeys(value, OPTION_KEYS, `"${root}"`);
   if (value.rules !== undefined) {
     if (!Array.isArray(value.rules)) {
       fail(`${root}.rules`, 'an array of rules', DECISION_EXAMPLE, value.rules);
@@ -215,7 +202,7 @@ function validateRule(rule: unknown, path: string): void {
   if (!isPlainObject(rule)) {
     fail(path, "a rule object { protocol?, method?, route?, pattern?, sample, absolute? }", "{ route: '/health', sample: 'drop' }", rule);
   }
-  checkKeys(rule, RULE_KEYS, `"${path}"`);
+  rejectUnknownKeys(rule, RULE_KEYS, `"${path}"`);
   for (const field of MATCH_FIELDS) {
     if (rule[field] !== undefined) {
       validateMatch(rule[field], `${path}.${field}`);

@@ -1,3 +1,5 @@
+import { OtelConfigError, unknownOptions } from '../../otel.messages.js';
+
 /** Words people type for an option that has another name. */
 const OPTION_ALIASES: Readonly<Record<string, string>> = {
   name: 'serviceName',
@@ -10,6 +12,26 @@ const OPTION_ALIASES: Readonly<Record<string, string>> = {
   endpoint: 'url',
   timeout: 'timeoutMillis',
 };
+
+/**
+ * Throws {@link OtelConfigError} naming the keys of `value` that are not in `known`, each with the
+ * option probably meant (see {@link suggestOption}). `where` is the option path as shown to the user,
+ * e.g. `'"sampler"'`.
+ */
+export function rejectUnknownKeys(value: Record<string, unknown>, known: readonly string[], where: string): void {
+  const unknown = Object.keys(value).filter((key) => !known.includes(key));
+  if (unknown.length === 0) {
+    return;
+  }
+  const suggestions = new Map<string, string>();
+  for (const key of unknown) {
+    const guess = suggestOption(key, known);
+    if (guess !== undefined) {
+      suggestions.set(key, guess);
+    }
+  }
+  throw new OtelConfigError(unknownOptions(where, unknown, known, suggestions));
+}
 
 /** The option probably meant by an unknown `key`: known aliases, case slips, distance-2 typos. */
 export function suggestOption(key: string, known: readonly string[]): string | undefined {

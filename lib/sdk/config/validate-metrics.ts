@@ -3,10 +3,9 @@ import {
   invalidOptionValue,
   metricExporterWithoutMethods,
   metricsTimeoutAboveInterval,
-  unknownOptions,
 } from '../../otel.messages.js';
 import { hasMethods, isHttpUrl, isNonEmptyString, isPositiveInteger, isRecord } from './guards.js';
-import { suggestOption } from './suggest.js';
+import { rejectUnknownKeys } from './suggest.js';
 
 const KNOWN_METRICS_OPTIONS = ['exporter', 'interval', 'exportTimeoutMillis', 'views', 'meterProvider'] as const;
 export const METRICS_EXPORTER_NAMES = ['otlp', 'prometheus', 'console', 'none'] as const;
@@ -18,20 +17,6 @@ function fail(path: string, expected: string, example: string, got: unknown): ne
   throw new OtelConfigError(invalidOptionValue(path, expected, example, got));
 }
 
-function checkKeys(value: Record<string, unknown>, known: readonly string[], where: string): void {
-  const unknown = Object.keys(value).filter((key) => !known.includes(key));
-  if (unknown.length === 0) {
-    return;
-  }
-  const suggestions = new Map<string, string>();
-  for (const key of unknown) {
-    const guess = suggestOption(key, known);
-    if (guess !== undefined) {
-      suggestions.set(key, guess);
-    }
-  }
-  throw new OtelConfigError(unknownOptions(where, unknown, known, suggestions));
-}
 
 /** A `PushMetricExporter` (sdk-metrics): recognised by its `export` method, as a SpanExporter is. */
 export function isPushMetricExporter(value: object): boolean {
@@ -50,7 +35,7 @@ export function validateMetricsOption(value: unknown): void {
   if (!isRecord(value)) {
     fail('metrics', 'a boolean or an options object', "{ metrics: true } or { metrics: { exporter: 'prometheus' } }", value);
   }
-  checkKeys(value, KNOWN_METRICS_OPTIONS, '"metrics"');
+  rejectUnknownKeys(value, KNOWN_METRICS_OPTIONS, '"metrics"');
   validateMetricsExporter(value.exporter);
   for (const key of ['interval', 'exportTimeoutMillis'] as const) {
     if (value[key] !== undefined && !isPositiveInteger(value[key])) {
@@ -100,12 +85,12 @@ function validateMetricsExporter(value: unknown): void {
     return;
   }
   if ('prometheus' in value) {
-    checkKeys(value, ['prometheus'], '"metrics.exporter"');
+    rejectUnknownKeys(value, ['prometheus'], '"metrics.exporter"');
     const prometheus = value.prometheus;
     if (!isRecord(prometheus)) {
       fail('metrics.exporter.prometheus', 'an options object', '{ prometheus: { port: 9464 } }', prometheus);
     }
-    checkKeys(prometheus, KNOWN_PROMETHEUS_OPTIONS, '"metrics.exporter.prometheus"');
+    rejectUnknownKeys(prometheus, KNOWN_PROMETHEUS_OPTIONS, '"metrics.exporter.prometheus"');
     if (prometheus.port !== undefined && !isPort(prometheus.port)) {
       fail('metrics.exporter.prometheus.port', 'an integer from 1 to 65535', '{ prometheus: { port: 9464 } }', prometheus.port);
     }
@@ -117,7 +102,7 @@ function validateMetricsExporter(value: unknown): void {
     }
     return;
   }
-  checkKeys(value, KNOWN_OTLP_OPTIONS, '"metrics.exporter"');
+  rejectUnknownKeys(value, KNOWN_OTLP_OPTIONS, '"metrics.exporter"');
   if (value.url !== undefined && (typeof value.url !== 'string' || !isHttpUrl(value.url))) {
     fail('metrics.exporter.url', 'an http:// or https:// URL', "{ exporter: { url: 'http://collector:4318/v1/metrics' } }", value.url);
   }

@@ -5,7 +5,6 @@ import {
   exporterWithoutShutdown,
   invalidOption,
   propagatorNoneCombined,
-  unknownOptions,
   type OptionHintKey,
 } from '../../otel.messages.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '../../semconv.js';
@@ -20,7 +19,7 @@ import {
   isSpanExporter,
 } from './guards.js';
 import { EXPORTER_NAMES, PROPAGATOR_NAMES, SAMPLER_NAMES, SDK_DEFAULTS } from './sdk-config.js';
-import { suggestOption } from './suggest.js';
+import { rejectUnknownKeys } from './suggest.js';
 import { validateEnhancerSpansOption } from '../../enhancers/enhancer-spans.config.js';
 import { isRuleSamplerOptions, validateRuleSamplerOptions } from '../sampling-rules.js';
 import { validateMetricsOption } from './validate-metrics.js';
@@ -60,20 +59,6 @@ function fail(hint: OptionHintKey, path: string, got: unknown): never {
   throw new OtelConfigError(invalidOption(hint, path, got));
 }
 
-function checkKeys(value: Record<string, unknown>, known: readonly string[], where: string): void {
-  const unknown = Object.keys(value).filter((key) => !known.includes(key));
-  if (unknown.length === 0) {
-    return;
-  }
-  const suggestions = new Map<string, string>();
-  for (const key of unknown) {
-    const guess = suggestOption(key, known);
-    if (guess !== undefined) {
-      suggestions.set(key, guess);
-    }
-  }
-  throw new OtelConfigError(unknownOptions(where, unknown, known, suggestions));
-}
 
 /** Throws {@link OtelConfigError} for the first wrong explicit option. */
 export function validateOptions(options: OtelModuleOptions | undefined): OtelModuleOptions {
@@ -84,7 +69,7 @@ export function validateOptions(options: OtelModuleOptions | undefined): OtelMod
     fail('options', 'options', options);
   }
   const o = options as Record<string, unknown>;
-  checkKeys(o, Object.keys(KNOWN_OPTIONS), 'OtelModule.forRoot() options');
+  rejectUnknownKeys(o, Object.keys(KNOWN_OPTIONS), 'OtelModule.forRoot() options');
 
   if (o.serviceName !== undefined && !isNonEmptyString(o.serviceName)) {
     fail('serviceName', 'serviceName', o.serviceName);
@@ -154,7 +139,7 @@ function validateInboundRule(rule: unknown, path: string): void {
   if (!isRecord(rule) || !Array.isArray(rule.allow)) {
     fail('baggage.inbound', path, rule);
   }
-  checkKeys(rule, ['allow'], `"${path}"`);
+  rejectUnknownKeys(rule, ['allow'], `"${path}"`);
   (rule.allow as unknown[]).forEach((key, i) => {
     if (!isNonEmptyString(key) && !(key instanceof RegExp)) {
       fail('baggage.inbound.allow.*', `${path}.allow[${i}]`, key);
@@ -169,7 +154,7 @@ function validateBaggagePolicy(value: unknown): void {
   if (!isRecord(value)) {
     fail('baggage', 'baggage', value);
   }
-  checkKeys(value, KNOWN_BAGGAGE_OPTIONS, '"baggage"');
+  rejectUnknownKeys(value, KNOWN_BAGGAGE_OPTIONS, '"baggage"');
   if (value.inbound !== undefined) {
     validateInboundRule(value.inbound, 'baggage.inbound');
   }
@@ -177,7 +162,7 @@ function validateBaggagePolicy(value: unknown): void {
     if (!isRecord(value.channels)) {
       fail('baggage.channels', 'baggage.channels', value.channels);
     }
-    checkKeys(value.channels, BAGGAGE_CHANNELS, '"baggage.channels"');
+    rejectUnknownKeys(value.channels, BAGGAGE_CHANNELS, '"baggage.channels"');
     for (const [channel, rule] of Object.entries(value.channels)) {
       if (rule !== undefined) {
         validateInboundRule(rule, `baggage.channels.${channel}`);
@@ -230,7 +215,7 @@ function validateExporter(value: unknown): void {
     return;
   }
   const otlp = value as Record<string, unknown>;
-  checkKeys(otlp, KNOWN_OTLP_OPTIONS, '"exporter"');
+  rejectUnknownKeys(otlp, KNOWN_OTLP_OPTIONS, '"exporter"');
   if (otlp.url !== undefined && (typeof otlp.url !== 'string' || !isHttpUrl(otlp.url))) {
     fail('exporter.url', 'exporter.url', otlp.url);
   }
@@ -259,7 +244,7 @@ function validateBatch(value: unknown): void {
   if (!isRecord(value)) {
     fail('batch', 'batch', value);
   }
-  checkKeys(value, KNOWN_BATCH_OPTIONS, '"batch"');
+  rejectUnknownKeys(value, KNOWN_BATCH_OPTIONS, '"batch"');
   for (const key of KNOWN_BATCH_OPTIONS) {
     if (value[key] !== undefined && !isPositiveInteger(value[key])) {
       fail('batch.*', `batch.${key}`, value[key]);
@@ -292,7 +277,7 @@ function validateSampler(value: unknown): void {
   if (!('ratio' in object)) {
     fail('sampler', 'sampler', value);
   }
-  checkKeys(object, KNOWN_SAMPLER_OBJECT_OPTIONS, '"sampler"');
+  rejectUnknownKeys(object, KNOWN_SAMPLER_OBJECT_OPTIONS, '"sampler"');
   const ratio = object.ratio;
   if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
     fail('sampler.ratio', 'sampler.ratio', ratio);
@@ -309,7 +294,7 @@ function validateSpanLimits(value: unknown): void {
   if (!isRecord(value)) {
     fail('spanLimits', 'spanLimits', value);
   }
-  checkKeys(value, KNOWN_SPAN_LIMITS, '"spanLimits"');
+  rejectUnknownKeys(value, KNOWN_SPAN_LIMITS, '"spanLimits"');
   for (const key of KNOWN_SPAN_LIMITS) {
     const limit = value[key];
     const valid =
@@ -351,7 +336,7 @@ function validateRequestId(value: unknown): void {
   if (!isRecord(value)) {
     fail('requestId', 'requestId', value);
   }
-  checkKeys(value, KNOWN_REQUEST_ID_OPTIONS, '"requestId"');
+  rejectUnknownKeys(value, KNOWN_REQUEST_ID_OPTIONS, '"requestId"');
   if (value.header !== undefined && (typeof value.header !== 'string' || !HEADER_NAME.test(value.header))) {
     fail('requestId.header', 'requestId.header', value.header);
   }
