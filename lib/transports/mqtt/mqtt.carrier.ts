@@ -1,6 +1,6 @@
-import { propagation, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
-import { injectContext, validatingGetter } from '../../propagation/carrier.js';
-import { CONTEXT_FIELDS, maxFieldLength } from '../../propagation/header-values.js';
+import type { Context, TextMapGetter, TextMapSetter } from '@opentelemetry/api';
+import { injectContext } from '../../propagation/carrier.js';
+import { contextFields, MAX_RECORD_FIELDS, recordFieldGetter, recordFieldSetter, removeContextFields } from '../../propagation/record-carrier.js';
 import { isMetadataObject, tcpMetadataGetter } from '../tcp/tcp.carrier.js';
 
 /**
@@ -9,92 +9,17 @@ import { isMetadataObject, tcpMetadataGetter } from '../tcp/tcp.carrier.js';
  */
 export type MqttUserProperties = Record<string, string | string[]>;
 
-/** User property sets with more names than this are not searched (read as "no context"). */
-const MAX_USER_PROPERTIES = 256;
-
 /**
  * Reads trace context from MQTT 5 user properties (`traceparent`, `tracestate`, `baggage`, as the
- * W3C Trace Context MQTT draft names them). Names match case-insensitively; a name repeated on the
- * wire (an array) or present under several spellings is handed over as a repeated field, which the
- * validating layer in propagation/carrier.ts reads as invalid for `traceparent` and combines for
- * `tracestate` / `baggage`. Only strings count: any other value makes the field absent, as does a
- * property set that is not an object, or that has too many names. Collecting stops early once the
- * values are longer than the validating layer accepts. Never throws.
+ * W3C Trace Context MQTT draft names them), behind the validating layer. Names match
+ * case-insensitively; a name repeated on the wire (an array) or present under several spellings is
+ * a repeated field, invalid for `traceparent` and combined for `tracestate` / `baggage` (see
+ * {@link recordFieldGetter}). Never throws.
  */
-const rawMqttUserPropertiesGetter: TextMapGetter<unknown> = {
-  keys(carrier) {
-    try {
-      return isMetadataObject(carrier) ? Object.keys(carrier) : [];
-    } catch {
-      return [];
-    }
-  },
-  get(carrier, key) {
-    if (!isMetadataObject(carrier)) {
-      return undefined;
-    }
-    try {
-      const names = Object.keys(carrier);
-      if (names.length > MAX_USER_PROPERTIES) {
-        return undefined;
-      }
-      const wanted = key.toLowerCase();
-      const limit = maxFieldLength(wanted);
-      const found: string[] = [];
-      let length = 0;
-      for (const name of names) {
-        if (name.toLowerCase() !== wanted) {
-          continue;
-        }
-        const value = carrier[name];
-        for (const one of Array.isArray(value) ? value : [value]) {
-          if (typeof one !== 'string') {
-            return undefined;
-          }
-          length += one.length;
-          if (length > limit) {
-            return undefined;
-          }
-          found.push(one);
-        }
-      }
-      return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
-    } catch {
-      return undefined;
-    }
-  },
-};
-
-/** {@link rawMqttUserPropertiesGetter} behind the validating layer: what a propagator may read (text, or absent). */
-export const mqttUserPropertiesGetter: TextMapGetter<unknown> = validatingGetter(rawMqttUserPropertiesGetter);
+export const mqttUserPropertiesGetter: TextMapGetter<unknown> = recordFieldGetter(true);
 
 /** Writes one context field as a user property, removing differently-cased copies of it. */
-export const mqttUserPropertiesSetter: TextMapSetter<MqttUserProperties> = {
-  set(carrier, key, value) {
-    removeField(carrier, key);
-    carrier[key] = value;
-  },
-};
-
-function removeField(properties: Record<string, unknown>, field: string): void {
-  const wanted = field.toLowerCase();
-  for (const name of Object.keys(properties)) {
-    if (name.toLowerCase() === wanted) {
-      delete properties[name];
-    }
-  }
-}
-
-/** The context fields: the global propagator's, and the W3C ones in any case. */
-function contextFields(): string[] {
-  let fields: string[] = [];
-  try {
-    fields = propagation.fields();
-  } catch {
-    // The W3C fields, then.
-  }
-  return fields.length === 0 ? [...CONTEXT_FIELDS] : [...new Set([...fields, ...CONTEXT_FIELDS])];
-}
+export const mqttUserPropertiesSetter: TextMapSetter<MqttUserProperties> = recordFieldSetter;
 
 /**
  * New user properties: the application's own (from an `MqttRecord`, or the client's
@@ -109,9 +34,7 @@ export function userPropertiesWithContext(own: unknown, ctx: Context): MqttUserP
   const hasOwn = isMetadataObject(own);
   if (hasOwn) {
     Object.assign(properties, own);
-    for (const field of contextFields()) {
-      removeField(properties, field);
-    }
+    removeContextFields(properties);
   }
   injectContext(ctx, properties, mqttUserPropertiesSetter);
   return Object.keys(properties).length === 0 ? undefined : properties;
@@ -142,7 +65,7 @@ export function mqttIncomingCarrier(userProperties: unknown, metadata: unknown):
 function hasField(record: Record<string, unknown>, field: string): boolean {
   try {
     const names = Object.keys(record);
-    if (names.length > MAX_USER_PROPERTIES) {
+    if (names.length > MAX_RECORD_FIELDS) {
       return true;
     }
     const wanted = field.toLowerCase();

@@ -1,5 +1,6 @@
-import type { Context, TextMapGetter, TextMapSetter } from '@opentelemetry/api';
-import { injectContext, validatingGetter } from '../../propagation/carrier.js';
+import type { Context, TextMapSetter } from '@opentelemetry/api';
+import { injectContext } from '../../propagation/carrier.js';
+import { isPlainRecord, recordFieldGetter, recordFieldSetter } from '../../propagation/record-carrier.js';
 
 /**
  * Redis pub/sub has no headers: trace context travels in the `metadata` object of Nest's JSON
@@ -19,78 +20,24 @@ export type RedisPacketMetadata = Record<string, string>;
 export const REPLY_CONTEXT_KEY = 'otel-reply-context';
 export const REPLY_CONTEXT_REQUESTED = '1';
 
-/** Metadata objects with more keys than this are not searched (read as "no context"), as on TCP. */
-const MAX_METADATA_KEYS = 256;
-
 /** The keys of Nest's reply envelope. */
 const REPLY_ENVELOPE_KEYS = new Set(['id', 'err', 'response', 'isDisposed', 'status', 'metadata']);
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
+const isRecord = isPlainRecord;
 
 /**
  * Reads trace context from a packet's `metadata`, which came over the network and may be anything
- * JSON can hold (or whatever a custom deserializer made of it). Keys match case-insensitively; a key
- * present under several spellings is handed over as repeated (and so invalid for `traceparent`).
- * Only strings are values: a number, an object or an array (a JSON array is no header value, and a
- * one-element array must not pass for a string) makes the field absent. Metadata that is not a
- * plain object, or that has more than 256 keys, has no fields. Never throws.
+ * JSON can hold (or whatever a custom deserializer made of it), behind the validating layer: string
+ * values only (a JSON array is no header value), names case-insensitive, metadata that is not a
+ * plain object or has more than 256 keys has no fields (see {@link recordFieldGetter}). Never throws.
  */
-const rawRedisMetadataGetter: TextMapGetter<unknown> = {
-  keys(carrier) {
-    try {
-      return isRecord(carrier) ? Object.keys(carrier) : [];
-    } catch {
-      return [];
-    }
-  },
-  get(carrier, key) {
-    if (!isRecord(carrier)) {
-      return undefined;
-    }
-    try {
-      const names = Object.keys(carrier);
-      if (names.length > MAX_METADATA_KEYS) {
-        return undefined;
-      }
-      const wanted = key.toLowerCase();
-      const found: string[] = [];
-      for (const name of names) {
-        if (name.toLowerCase() !== wanted) {
-          continue;
-        }
-        const value = carrier[name];
-        if (typeof value !== 'string') {
-          return undefined;
-        }
-        found.push(value);
-      }
-      return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
-    } catch {
-      return undefined;
-    }
-  },
-};
-
-/** {@link rawRedisMetadataGetter} behind the validating layer: what a propagator may read (text, or absent). */
-export const redisMetadataGetter = validatingGetter(rawRedisMetadataGetter);
+export const redisMetadataGetter = recordFieldGetter(false);
 
 /**
  * Writes one field into a metadata object of our own (a copy: see {@link metadataWithContext}),
  * replacing any differently-cased copy of it, which would make the field look repeated.
  */
-export const redisMetadataSetter: TextMapSetter<RedisPacketMetadata> = {
-  set(carrier, key, value) {
-    const wanted = key.toLowerCase();
-    for (const name of Object.keys(carrier)) {
-      if (name !== key && name.toLowerCase() === wanted) {
-        delete carrier[name];
-      }
-    }
-    carrier[key] = value;
-  },
-};
+export const redisMetadataSetter: TextMapSetter<RedisPacketMetadata> = recordFieldSetter as TextMapSetter<RedisPacketMetadata>;
 
 /**
  * The metadata an outgoing packet goes out with: a copy of `existing` (what the application's own

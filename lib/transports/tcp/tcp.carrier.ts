@@ -1,6 +1,6 @@
-import { propagation, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
-import { injectContext, validatingGetter } from '../../propagation/carrier.js';
-import { CONTEXT_FIELDS, maxFieldLength } from '../../propagation/header-values.js';
+import type { Context, TextMapGetter, TextMapSetter } from '@opentelemetry/api';
+import { injectContext } from '../../propagation/carrier.js';
+import { isPlainRecord, recordFieldGetter, recordFieldSetter, removeContextFields } from '../../propagation/record-carrier.js';
 
 /**
  * The `metadata` of a Nest TCP packet envelope (`{ pattern, data, id?, metadata? }`): string
@@ -17,94 +17,18 @@ export type TcpMetadata = Record<string, string>;
  */
 export const TCP_REPLY_CONTEXT_KEY = 'otel-reply-context';
 
-/** Metadata objects with more keys than this are not searched (read as "no context"). */
-const MAX_METADATA_KEYS = 256;
-
 /** A JSON object (not an array, not null): the only shape of metadata that can carry context. */
-export function isMetadataObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
+export const isMetadataObject = isPlainRecord;
 
 /**
- * Reads trace context from a TCP packet's `metadata`. Names match case-insensitively; a key
- * present under several spellings is handed over as a repeated field (invalid for `traceparent`).
- * Only string values count: anything else (numbers, arrays, objects, null) under a context name
- * makes that field absent, as does metadata that is not a JSON object, or that has too many keys.
- * The validating layer in propagation/carrier.ts then drops control characters and oversized
- * values. Never throws.
+ * Reads trace context from a TCP packet's `metadata`, behind the validating layer: string values
+ * only, names case-insensitive, a name under several spellings a repeated field (see
+ * {@link recordFieldGetter}). Never throws.
  */
-const rawTcpMetadataGetter: TextMapGetter<unknown> = {
-  keys(carrier) {
-    try {
-      return isMetadataObject(carrier) ? Object.keys(carrier) : [];
-    } catch {
-      return [];
-    }
-  },
-  get(carrier, key) {
-    if (!isMetadataObject(carrier)) {
-      return undefined;
-    }
-    try {
-      const names = Object.keys(carrier);
-      if (names.length > MAX_METADATA_KEYS) {
-        return undefined;
-      }
-      const wanted = key.toLowerCase();
-      const limit = maxFieldLength(wanted);
-      const found: string[] = [];
-      let length = 0;
-      for (const name of names) {
-        if (name.toLowerCase() !== wanted) {
-          continue;
-        }
-        const value = carrier[name];
-        if (typeof value !== 'string') {
-          return undefined;
-        }
-        length += value.length;
-        if (length > limit) {
-          return undefined;
-        }
-        found.push(value);
-      }
-      return found.length === 0 ? undefined : found.length === 1 ? found[0] : found;
-    } catch {
-      return undefined;
-    }
-  },
-};
-
-/** {@link rawTcpMetadataGetter} behind the validating layer: what a propagator may read (text, or absent). */
-export const tcpMetadataGetter: TextMapGetter<unknown> = validatingGetter(rawTcpMetadataGetter);
+export const tcpMetadataGetter: TextMapGetter<unknown> = recordFieldGetter(false);
 
 /** Writes one context field into a metadata object, removing differently-cased copies of it. */
-export const tcpMetadataSetter: TextMapSetter<TcpMetadata> = {
-  set(carrier, key, value) {
-    removeField(carrier, key);
-    carrier[key] = value;
-  },
-};
-
-function removeField(metadata: Record<string, unknown>, field: string): void {
-  const wanted = field.toLowerCase();
-  for (const name of Object.keys(metadata)) {
-    if (name.toLowerCase() === wanted) {
-      delete metadata[name];
-    }
-  }
-}
-
-/** The context fields: the global propagator's, and the W3C ones in any case. */
-function contextFields(): string[] {
-  let fields: string[] = [];
-  try {
-    fields = propagation.fields();
-  } catch {
-    // The W3C fields, then.
-  }
-  return [...new Set([...fields, ...CONTEXT_FIELDS])];
-}
+export const tcpMetadataSetter: TextMapSetter<TcpMetadata> = recordFieldSetter as TextMapSetter<TcpMetadata>;
 
 /**
  * A new metadata object: the application's own entries (from its dispatch hook) kept, every
@@ -118,9 +42,7 @@ export function metadataWithContext(own: unknown, ctx: Context, extra?: TcpMetad
   const hasOwn = isMetadataObject(own);
   if (hasOwn) {
     Object.assign(metadata, own);
-    for (const field of contextFields()) {
-      removeField(metadata, field);
-    }
+    removeContextFields(metadata);
   }
   const before = Object.keys(metadata).length;
   injectContext(ctx, metadata, tcpMetadataSetter);
