@@ -131,6 +131,18 @@ if (collector) {
   console.log(`> spans go to the trace viewer ${viewer.url} (set OTEL_EXPORTER_OTLP_ENDPOINT for a collector)`);
 }
 
+/** Histogram figures worth a line: per service, the RED duration metrics by route, method or destination. */
+const FIGURES = [
+  ['http.server.request.duration', ['http.request.method', 'http.route', 'http.response.status_code']],
+  ['rpc.server.call.duration', ['rpc.method', 'rpc.status_code']],
+  ['messaging.process.duration', ['messaging.destination.name']],
+];
+
+// The services' metrics (OTLP/HTTP every second) come here: kept per service for the figures printed
+// after each trace, and forwarded to the collector when there is one.
+const metricsCollector = collector && collector.replace(/\/v1\/traces$/, '/v1/metrics');
+const metricsSink = await startMetricsSink(metricsCollector);
+
 // ---------------------------------------------------------------------------------------------
 console.log(`> start ${SERVICES.join(', ')}`);
 const children = SERVICES.map((name) => startService(name));
@@ -179,6 +191,12 @@ for (const [index, order] of ORDERS.entries()) {
   for (const log of lines) {
     console.log(`     [${log.service}] ${log.text}`);
   }
+  // One export interval, so that this order's requests are in the figures.
+  await sleep(1_500);
+  console.log('\n   metrics so far (cumulative, from the services\' OTLP metrics):');
+  for (const line of metricFigures(metricsSink.latest)) {
+    console.log(`     ${line}`);
+  }
   links.push(`${viewer.endpoint}/trace/${traceId}`);
   console.log(`   viewer: ${links.at(-1)}`);
 }
@@ -218,6 +236,10 @@ function startService(name) {
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '',
       // Export within a fraction of a second (the default batch delay is 5 s), for the demo.
       OTEL_BSP_SCHEDULE_DELAY: env.OTEL_BSP_SCHEDULE_DELAY ?? '200',
+      // RED metrics on (otel-nest's `metrics` option through its variables), every second, to the sink.
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${metricsSink.url}/v1/metrics`,
+      OTEL_METRIC_EXPORT_INTERVAL: env.OTEL_METRIC_EXPORT_INTERVAL ?? '1000',
       KAFKAJS_NO_PARTITIONER_WARNING: '1',
       NO_COLOR: '1',
     },
@@ -346,6 +368,74 @@ async function startRelay(targets) {
       }),
   );
   return `http://127.0.0.1:${server.address().port}`;
+}
+
+/**
+ * Receives the services' OTLP/HTTP (JSON) metrics: keeps the latest export of each service (the
+ * points are cumulative) and forwards every request to `forwardTo` (the collector) when given.
+ */
+async function startMetricsSink(forwardTo) {
+  const latest = new Map(); // service.name -> resourceMetrics[]
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) {
+      chunks.push(chunk);
+    }
+    const body = Buffer.concat(chunks);
+    const request = safeJson(body.toString('utf8'));
+    for (const resourceMetrics of request?.resourceMetrics ?? []) {
+      const service = resourceMetrics.resource?.attributes?.find((a) => a.key === 'service.name')?.value?.stringValue;
+      if (service) {
+        latest.set(service, resourceMetrics);
+      }
+    }
+    if (forwardTo) {
+      await fetch(forwardTo, { method: 'POST', headers: { 'content-type': req.headers['content-type'] ?? 'application/json' }, body }).catch(() => {});
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{}');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return { url: `http://127.0.0.1:${server.address().port}`, latest };
+}
+
+/** One line per series: `service  metric  series  n=…  p50≈… ms  errors=…`. */
+function metricFigures(latest) {
+  const lines = [];
+  for (const service of SERVICES) {
+    const metrics = (latest.get(service)?.scopeMetrics ?? []).flatMap((scope) => scope.metrics ?? []);
+    for (const [name, keys] of FIGURES) {
+      for (const point of metrics.find((m) => m.name === name)?.histogram?.dataPoints ?? []) {
+        const attributes = Object.fromEntries((point.attributes ?? []).map((a) => [a.key, Object.values(a.value ?? {})[0]]));
+        const series = keys.map((key) => attributes[key]).filter((v) => v !== undefined).join(' ');
+        const error = attributes['error.type'] === undefined ? '' : `  error.type=${attributes['error.type']}`;
+        lines.push(`${service.padEnd(12)} ${name.padEnd(28)} ${series.padEnd(40)} n=${Number(point.count)}  p50≈${median(point)} ms${error}`);
+      }
+    }
+  }
+  return lines.length > 0 ? lines : ['(no metrics received yet)'];
+}
+
+/** The upper bound (ms) of the bucket holding the median of a cumulative histogram point. */
+function median(point) {
+  const counts = (point.bucketCounts ?? []).map(Number);
+  const bounds = point.explicitBounds ?? [];
+  const half = Number(point.count) / 2;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    seen += counts[i];
+    if (seen >= half) {
+      return i < bounds.length ? String(bounds[i] * 1000) : `>${bounds.at(-1) * 1000}`;
+    }
+  }
+  return '?';
 }
 
 // node:http, not fetch: this script plays an outside client (curl), untraced.

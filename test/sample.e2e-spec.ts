@@ -106,6 +106,23 @@ describe('npm run sample -- --once', () => {
     expect(run.output).toMatch(/\[gateway\] LOG \[Gateway\] ready: http:\S+$/m);
   });
 
+  it('prints metric figures after each trace, from the RED metrics the services export (also forwarded to the collector)', () => {
+    const sections = run.output.split('metrics so far (cumulative').slice(1);
+    expect(sections).toHaveLength(2);
+    // After the first order: the gateway's POST /orders answered 201 once.
+    expect(sections[0]).toMatch(/^ {5}gateway +http\.server\.request\.duration +POST \/orders 201 +n=1 +p50≈[\d.>]+ ms$/m);
+    expect(sections[0]).toMatch(/^ {5}orders +rpc\.server\.call\.duration +orders\.v1\.OrderService\/PlaceOrder OK +n=1 /m);
+    expect(sections[0]).toMatch(/^ {5}payment +messaging\.process\.duration +payment\.charge +n=1 /m);
+    // After the second: the declined charge is a series of its own, with its error.type.
+    expect(sections[1]).toMatch(/^ {5}gateway +http\.server\.request\.duration +POST \/orders 402 +n=1 /m);
+    expect(sections[1]).toMatch(/^ {5}payment +messaging\.process\.duration +payment\.charge +n=1 +p50≈[\d.>]+ ms {2}error\.type=RpcException$/m);
+    const gateway = receiver.metricPoints.filter(
+      (p) => p.service === 'gateway' && p.name === 'http.server.request.duration' && p.attributes['http.route'] === '/orders',
+    );
+    expect(gateway.length).toBeGreaterThan(0);
+    expect(gateway.every((p) => p.unit === 's')).toBe(true);
+  });
+
   it('every span reached the receiver over OTLP/JSON, and every message consumer span belongs to one of the two orders', () => {
     expect(receiver.requests.length).toBeGreaterThan(0);
     expect(receiver.requests.every((request) => request.statusCode === 200 && request.contentType === 'application/json')).toBe(true);

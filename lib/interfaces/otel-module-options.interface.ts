@@ -99,9 +99,9 @@ export type MetricsExporterOption =
 /** The RED metrics (request rate, errors, duration) recorded by the hooks that make the spans. */
 export interface MetricsOptions {
   /**
-   * See {@link MetricsExporterOption}. OTLP goes to `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, else
-   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/metrics`, else the collector of an explicit traces `exporter.url`
-   * (`/v1/traces` replaced by `/v1/metrics`, its headers too), else `http://localhost:4318/v1/metrics`.
+   * See {@link MetricsExporterOption}. OTLP goes to `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, else the
+   * collector of an explicit traces `exporter.url` (`/v1/traces` replaced by `/v1/metrics`, its headers
+   * too), else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/metrics`, else `http://localhost:4318/v1/metrics`.
    * Headers and timeout: `OTEL_EXPORTER_OTLP_(METRICS_)HEADERS` / `_TIMEOUT`, as for traces.
    * Default: `OTEL_METRICS_EXPORTER`, else `'otlp'`.
    */
@@ -175,8 +175,8 @@ export interface HttpServerTracingOptions {
 
 /**
  * HTTP body capture: the request body as the framework parsed it (`req.body` after Nest's body
- * parser; the stream is never read) as `nestjs.http.request.body`, and the handler's response
- * value as `nestjs.http.response.body` (seen by the global interceptor, so not with
+ * parser; the stream is never read) as `nestjs.http.request.body.content`, and the handler's response
+ * value as `nestjs.http.response.body.content` (seen by the global interceptor, so not with
  * `globalInterceptor: false`). Only for text content types; never for Buffers, streams or binary
  * types. The values of sensitive keys in a JSON or form body are masked before recording (the
  * `redact` keys; off with `redact: false`); the text then goes through redaction like any attribute.
