@@ -92,6 +92,7 @@ const FILES = [
   'test/two-phase-commit.e2e-spec.ts',
   'test/grpc.e2e-spec.ts',
   'test/grpc-interop.e2e-spec.ts',
+  'test/grpc-hooks.e2e-spec.ts',
   'test/enhancer-spans.e2e-spec.ts',
   'test/baggage-policy.e2e-spec.ts',
   'test/hooks.e2e-spec.ts',

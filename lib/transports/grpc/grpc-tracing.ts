@@ -40,6 +40,7 @@ import {
   grpcSpanEndFailed,
   grpcSpanStartFailed,
 } from '../../otel.messages.js';
+import { callSpanHook, isIgnoredBy, type SpanHook } from '../../utils/user-hook.js';
 
 /** Tracing options of the traced gRPC server and client, under `otel` in their options. */
 export interface GrpcTracingOptions {
@@ -64,6 +65,38 @@ export interface GrpcTracingOptions {
    * that a caller can tie its call to the server's span. Default `true`.
    */
   responseContext?: boolean;
+  /**
+   * Called with the call's span (recording spans only) when it starts: the server's when the call's
+   * metadata arrives, before the handler; the client's before the request goes out. A hook that
+   * throws is logged and ignored. Default none.
+   */
+  requestHook?: SpanHook<GrpcCallInfo>;
+  /** Called with the call's span just before it ends, with the status it ends with. Default none. */
+  responseHook?: SpanHook<GrpcCallResultInfo>;
+  /**
+   * Calls for which it returns true get no span of ours (the call still runs; on the server the
+   * handler runs in the caller's context, on the client the caller's context goes out). Default none.
+   */
+  ignore?: (info: GrpcCallInfo) => boolean;
+}
+
+/** What gRPC hooks and `ignore` are told about a call. */
+export interface GrpcCallInfo {
+  /** `server` in OtelServerGrpc, `client` in OtelClientGrpc. */
+  side: 'client' | 'server';
+  /** The method path, `package.Service/Method` (as `rpc.method`); `''` when unknown. */
+  method: string;
+  /** Server only: the call's metadata as received (grpc-js `Metadata`). */
+  metadata?: unknown;
+}
+
+/** What `responseHook` is told: the call, and the status it ended with. */
+export interface GrpcCallResultInfo extends GrpcCallInfo {
+  /** The gRPC status code (`0` OK). */
+  code: number;
+  details?: string;
+  /** The handler's error (server), when there was one. */
+  error?: unknown;
 }
 
 interface ResolvedGrpcTracing {
@@ -71,6 +104,9 @@ interface ResolvedGrpcTracing {
   readonly maxMessageEvents: number;
   readonly legacy: boolean;
   readonly responseContext: boolean;
+  readonly requestHook?: SpanHook<GrpcCallInfo>;
+  readonly responseHook?: SpanHook<GrpcCallResultInfo>;
+  readonly ignore?: (info: GrpcCallInfo) => boolean;
 }
 
 const DEFAULT_MAX_MESSAGE_EVENTS = 128;
@@ -82,7 +118,19 @@ export function resolveGrpcTracing(options: GrpcTracingOptions | undefined): Res
     maxMessageEvents: typeof max === 'number' && Number.isFinite(max) && max >= 0 ? Math.floor(max) : DEFAULT_MAX_MESSAGE_EVENTS,
     legacy: options?.legacyAttributes ?? legacyRpcAttributesRequested(),
     responseContext: options?.responseContext !== false,
+    requestHook: options?.requestHook,
+    responseHook: options?.responseHook,
+    ignore: options?.ignore,
   };
+}
+
+/** `info` for the hooks, or undefined when there is no hook and no predicate (nothing to build). */
+function callInfo(tracing: ResolvedGrpcTracing, side: Side, path: unknown, metadata?: unknown): GrpcCallInfo | undefined {
+  if (!tracing.requestHook && !tracing.responseHook && !tracing.ignore) {
+    return undefined;
+  }
+  const method = typeof path === 'string' ? path.replace(/^\//, '') : '';
+  return side === 'server' ? { side, method, metadata } : { side, method };
 }
 
 type Side = 'client' | 'server';
@@ -98,6 +146,8 @@ export class GrpcCallSpan implements ConsumerState {
   ended = false;
   /** `rpc.server.call.duration` / `rpc.client.call.duration`, while metrics are on. */
   measurement?: SpanMeasurement;
+  /** What the response hook is told, when there is one. */
+  hookInfo?: GrpcCallInfo;
   private sent = 0;
   private received = 0;
   private events = 0;
@@ -165,6 +215,9 @@ export class GrpcCallSpan implements ConsumerState {
         this.span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, typeof code === 'number' ? code : 2);
       }
       // `failure`: why a call that sent no error status failed all the same (server shutdown).
+      if (this.hookInfo && this.tracing.responseHook) {
+        callSpanHook('gRPC responseHook', this.tracing.responseHook, this.span, { ...this.hookInfo, code, details, error: this.error });
+      }
       if (failure !== undefined || isGrpcError(name, this.side)) {
         errorType = failure ?? name;
         if (this.error !== undefined) {
@@ -270,7 +323,7 @@ export function createGrpcServerInterceptor(
     const path: unknown = methodDescriptor?.path;
     const run = (fn: () => void): void => (ctx ? context.with(ctx, fn) : fn());
     const responseContext = (metadata: GrpcMetadata | null | undefined): GrpcMetadata | null | undefined => {
-      if (!ctx || !tracing.responseContext) {
+      if (!ctx || !state || !tracing.responseContext) {
         return metadata;
       }
       try {
@@ -295,9 +348,19 @@ export function createGrpcServerInterceptor(
         next({
           onReceiveMetadata: (metadata: GrpcMetadata, nextMetadata: (metadata: GrpcMetadata) => void) => {
             try {
-              const started = startServerSpan(path, methodDescriptor, call, metadata, tracing, open);
-              state = started.state;
-              ctx = started.ctx;
+              const info = callInfo(tracing, 'server', path, metadata);
+              if (info && isIgnoredBy('gRPC ignore predicate', tracing.ignore, info)) {
+                // No span: the handler runs in the caller's context.
+                ctx = extractContext(metadata, grpcMetadataGetter, undefined, 'grpc');
+              } else {
+                const started = startServerSpan(path, methodDescriptor, call, metadata, tracing, open);
+                state = started.state;
+                ctx = started.ctx;
+                if (info) {
+                  state.hookInfo = info;
+                  callSpanHook('gRPC requestHook', tracing.requestHook, state.span, info);
+                }
+              }
             } catch (err) {
               diagLimited('error', grpcSpanStartFailed('SERVER'), err);
             }
@@ -334,7 +397,7 @@ export function createGrpcServerInterceptor(
       },
       sendStatus: (status: { code: number; details?: string; metadata?: GrpcMetadata | null }, nextStatus: (status: object) => void) => {
         // A trailers-only response (no metadata sent before the status) carries the context in its trailers.
-        const sent = metadataSent || !ctx || !tracing.responseContext ? status : { ...status, metadata: responseContext(status?.metadata) };
+        const sent = metadataSent || !ctx || !state || !tracing.responseContext ? status : { ...status, metadata: responseContext(status?.metadata) };
         try {
           nextStatus(sent);
         } finally {
@@ -411,6 +474,14 @@ export function createGrpcClientInterceptor(tracing: ResolvedGrpcTracing, server
     const caller = context.active();
     try {
       const definition = options?.method_definition as { path?: unknown; requestSerialize?: (message: unknown) => unknown } | undefined;
+      const info = callInfo(tracing, 'client', definition?.path);
+      if (info && isIgnoredBy('gRPC ignore predicate', tracing.ignore, info)) {
+        // No span: the call goes out with the caller's context, so the server continues the caller's trace.
+        return new driver.InterceptingCall(nextCall(options), {
+          start: (metadata: GrpcMetadata, listener: object, nextStart: (metadata: GrpcMetadata, listener: object) => void) =>
+            nextStart(withTraceContext(metadata, caller), listener),
+        });
+      }
       const { name, attributes } = grpcMethodAttributes(definition?.path, true, tracing.legacy);
       for (const key in serverAttributes) {
         attributes[key] = serverAttributes[key];
@@ -419,6 +490,10 @@ export function createGrpcClientInterceptor(tracing: ResolvedGrpcTracing, server
       const serialize = typeof definition?.requestSerialize === 'function' ? definition.requestSerialize : undefined;
       state = new GrpcCallSpan(span, 'client', tracing, serialize);
       state.measure(attributes, serverAttributes);
+      if (info) {
+        state.hookInfo = info;
+        callSpanHook('gRPC requestHook', tracing.requestHook, span, info);
+      }
       ctx = trace.setSpan(caller, span);
     } catch (err) {
       diagLimited('error', grpcSpanStartFailed('CLIENT'), err);

@@ -3,7 +3,7 @@ import { OtelServerGrpc, type OtelServerGrpcOptions } from './otel-server-grpc.j
 
 export { OtelServerGrpc, type OtelServerGrpcOptions } from './otel-server-grpc.js';
 export { OtelClientGrpc, type OtelClientGrpcOptions } from './otel-client-grpc.js';
-export type { GrpcTracingOptions } from './grpc-tracing.js';
+export type { GrpcCallInfo, GrpcCallResultInfo, GrpcTracingOptions } from './grpc-tracing.js';
 export { grpcMetadataGetter, grpcMetadataSetter, type GrpcMetadata } from './grpc.carrier.js';
 
 /**
