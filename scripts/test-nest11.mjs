@@ -5,7 +5,8 @@
 //
 //   node scripts/test-nest11.mjs [--nest=RANGE] [vitest args]
 //     --nest=RANGE     only this Nest 11 version or range (e.g. `--nest=11.2.6`, `--nest=^11.1.4`)
-//     vitest args      e.g. `-t "fastify"`, or test files / folders to run instead of FILES
+//     vitest args      e.g. `-t "fastify"`, `--exclude=**/broker-faults.e2e-spec.ts`, or test files /
+//                      folders to run instead of FILES
 //   OTEL_NEST_NEST11_DIR=/folder   where the environments live (default: <os.tmpdir()>/otel-nest-nest11)
 //
 // For each Nest range:
@@ -325,7 +326,8 @@ const started = Date.now();
 const nestOption = process.argv.slice(2).find((arg) => arg.startsWith('--nest='));
 const ranges = nestOption ? [nestOption.slice('--nest='.length)] : DEFAULT_RANGES;
 const vitestArgs = process.argv.slice(2).filter((arg) => arg !== nestOption);
-const files = vitestArgs.some((arg) => /\.ts$|\//.test(arg)) ? [] : FILES;
+// Test files or folders given instead of FILES: positional arguments only (an `--exclude=glob` is an option).
+const files = vitestArgs.some((arg) => !arg.startsWith('-') && /\.ts$|\//.test(arg)) ? [] : FILES;
 
 mkdirSync(base, { recursive: true });
 checkNoParentModules(join(base, 'x'));
