@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Body, Controller, Get, Header, Inject, Module, Post, type INestApplication, type INestMicroservice } from '@nestjs/common';
-import { ClientsModule, EventPattern, MessagePattern, NatsRecordBuilder, Payload, type ClientProxy } from '@nestjs/microservices';
+import { ClientsModule, EventPattern, MessagePattern, NatsRecordBuilder, Payload, RmqRecordBuilder, type ClientProxy } from '@nestjs/microservices';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { randomUUID } from 'node:crypto';
@@ -10,6 +10,7 @@ import { OtelModule } from '../lib/index.js';
 import { OtelConfigError } from '../lib/otel.messages.js';
 import { validateOptions } from '../lib/sdk/config/validate-options.js';
 import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
+import { OtelClientRMQ, OtelServerRMQ } from '../lib/transports/rmq/index.js';
 import { plainRequest } from './support/http-request.js';
 import { natsHeaders } from './support/nats-driver.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
@@ -17,8 +18,8 @@ import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './suppo
 /**
  * Header and body capture, asserted on what a real OTLP receiver gets: HTTP on express and fastify
  * (allow-lists with a glob and an exclusion, request and response bodies within the byte budget,
- * binary never, JSON `password` masked, captured `authorization` redacted), and NATS (message
- * headers on the CONSUMER and PRODUCER spans, payloads on both).
+ * binary never, JSON `password` masked, captured `authorization` redacted), NATS (message
+ * headers on the CONSUMER and PRODUCER spans, payloads on both) and RabbitMQ (headers both sides).
  */
 
 const SERVER = 2;
@@ -264,6 +265,62 @@ describe('header and body capture (OTLP receiver)', () => {
       const [producer] = await receiver.waitForSpans((s) => s.kind === PRODUCER && s.name === `send ${subject}.bin`);
       expect(producer!.attributes['nestjs.message.body.content']).toBeUndefined();
       expect(CLIENT_KIND).toBe(3);
+    });
+  });
+
+  describe('RabbitMQ', () => {
+    const queue = `capture-${randomUUID().slice(0, 8)}`;
+    const RMQ = { urls: ['amqp://guest:guest@127.0.0.1:5672'], queue, queueOptions: { durable: false, autoDelete: true } };
+    const CLIENT = Symbol('RMQ_CAPTURE_CLIENT');
+    let service: INestMicroservice;
+    let gateway: INestApplication;
+    let client: ClientProxy;
+
+    @Controller()
+    class RmqHandlers {
+      @MessagePattern(`${queue}.get`)
+      get(@Payload() data: { id: number }): { id: number } {
+        return { id: data.id };
+      }
+    }
+
+    beforeAll(async () => {
+      @Module({
+        imports: [
+          OtelModule.forRoot({ serviceName: 'capture-rmq', exporter: { url: receiver.url }, batch: false, logSummary: false }),
+          ClientsModule.register([{ name: CLIENT, customClass: OtelClientRMQ, options: { ...RMQ, otel: { captureHeaders: ['x-*', '!x-internal-*'] } } }]),
+        ],
+        controllers: [RmqHandlers],
+      })
+      class RmqCaptureModule {}
+      const moduleRef = await Test.createTestingModule({ imports: [RmqCaptureModule] }).compile();
+      service = moduleRef.createNestMicroservice({ strategy: new OtelServerRMQ({ ...RMQ, otel: { captureHeaders: ['x-*', 'authorization'] } }) });
+      await service.listen();
+      gateway = moduleRef.createNestApplication();
+      await gateway.init();
+      client = gateway.get<ClientProxy>(CLIENT);
+      await client.connect();
+    });
+    afterAll(async () => {
+      await client?.close();
+      await gateway?.close();
+      await service?.close();
+    });
+
+    it('records allowed message headers on the PRODUCER (the application\'s, before the trace context) and the CONSUMER span', async () => {
+      receiver.reset();
+      const record = new RmqRecordBuilder({ id: 9 })
+        .setOptions({ headers: { 'x-tenant': 'acme', 'x-internal-hop': 'hidden', authorization: 'Bearer abcdefgh-secret' } })
+        .build();
+      await firstValueFrom(client.send(`${queue}.get`, record));
+      const [consumer] = await receiver.waitForSpans((s) => s.kind === CONSUMER && s.attributes['nestjs.pattern'] === `${queue}.get`);
+      const [producer] = await receiver.waitForSpans((s) => s.kind === PRODUCER && s.attributes['nestjs.pattern'] === `${queue}.get`);
+      expect(withPrefix(producer!, 'nestjs.message.header.')).toEqual({ 'nestjs.message.header.x-tenant': ['acme'] });
+      expect(withPrefix(consumer!, 'nestjs.message.header.')).toEqual({
+        'nestjs.message.header.x-tenant': ['acme'],
+        'nestjs.message.header.x-internal-hop': ['hidden'],
+        'nestjs.message.header.authorization': ['[REDACTED]'],
+      });
     });
   });
 });

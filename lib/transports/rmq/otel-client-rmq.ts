@@ -22,9 +22,9 @@ import {
   type MessagingClientTracingOptions,
 } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import { messageCaptureOf } from '../shared/message-capture.js';
+import { captureMessageHeaders, messageCaptureOf } from '../shared/message-capture.js';
 import { DIRECT_REPLY_TO, publishDestination, queueFlags, RABBITMQ_SYSTEM, serverAttributes } from './rmq.attributes.js';
-import { rmqHeaderSetter } from './rmq.carrier.js';
+import { rmqHeaderGetter, rmqHeaderSetter } from './rmq.carrier.js';
 import { closeFailsPendingRequests, rmqQueue, rmqReplyQueue } from '../../nest-compat.js';
 import { diagLimited } from '../../utils/diag-limited.js';
 import { producerSpanStartFailed, rmqConnectionNotWatched } from '../../otel.messages.js';
@@ -195,6 +195,11 @@ export class OtelClientRMQ extends ClientRMQ {
    */
   protected override mergeHeaders(requestHeaders?: Record<string, string>): Record<string, string> | undefined {
     const merged = super.mergeHeaders(requestHeaders);
+    const producer = this.tracing?.captureHeaders ? (context.active().getValue(PRODUCER) as Producer | undefined) : undefined;
+    if (producer) {
+      // The application's headers, before the trace context is added.
+      producer.span.setAttributes(captureMessageHeaders(messageCaptureOf(this.tracing), merged, rmqHeaderGetter, {}));
+    }
     const traceHeaders: Record<string, string> = {};
     injectContext(context.active(), traceHeaders, rmqHeaderSetter);
     if (Object.keys(traceHeaders).length === 0) {
