@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Header, Inject, Module, Post, type INestApplication, type INestMicroservice } from '@nestjs/common';
+import { Body, Controller, Get, Header, Inject, Module, Post, type INestApplication, type INestMicroservice, type Type } from '@nestjs/common';
 import { ClientsModule, EventPattern, MessagePattern, NatsRecordBuilder, Payload, RmqRecordBuilder, type ClientProxy } from '@nestjs/microservices';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
@@ -11,6 +11,9 @@ import { OtelConfigError } from '../lib/otel.messages.js';
 import { validateOptions } from '../lib/sdk/config/validate-options.js';
 import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
 import { OtelClientRMQ, OtelServerRMQ } from '../lib/transports/rmq/index.js';
+import { OtelClientKafka, OtelServerKafka } from '../lib/transports/kafka/index.js';
+import { startKafkaBroker, type KafkaBroker } from './support/kafka-broker.js';
+import { logLevel } from 'kafkajs';
 import { plainRequest } from './support/http-request.js';
 import { natsHeaders } from './support/nats-driver.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
@@ -19,7 +22,7 @@ import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './suppo
  * Header and body capture, asserted on what a real OTLP receiver gets: HTTP on express and fastify
  * (allow-lists with a glob and an exclusion, request and response bodies within the byte budget,
  * binary never, JSON `password` masked, captured `authorization` redacted), NATS (message
- * headers on the CONSUMER and PRODUCER spans, payloads on both) and RabbitMQ (headers both sides).
+ * headers on the CONSUMER and PRODUCER spans, payloads on both), RabbitMQ and Kafka (headers both sides).
  */
 
 const SERVER = 2;
@@ -320,6 +323,75 @@ describe('header and body capture (OTLP receiver)', () => {
         'nestjs.message.header.x-tenant': ['acme'],
         'nestjs.message.header.x-internal-hop': ['hidden'],
         'nestjs.message.header.authorization': ['[REDACTED]'],
+      });
+    });
+  });
+
+  describe('Kafka', () => {
+    const topic = `capture.kafka.${randomUUID().slice(0, 8)}`;
+    const CLIENT = Symbol('KAFKA_CAPTURE_CLIENT');
+    let broker: KafkaBroker;
+    let service: INestMicroservice;
+    let gateway: INestApplication;
+    let client: ClientProxy;
+    let seen = 0;
+
+    @Controller()
+    class KafkaHandlers {
+      @EventPattern(topic)
+      audited(@Payload() _data: unknown): void {
+        seen++;
+      }
+    }
+
+    beforeAll(async () => {
+      broker = await startKafkaBroker({ topics: [topic] });
+      const kafkaClient = { brokers: broker.brokers, retry: { initialRetryTime: 100, retries: 8 }, logLevel: logLevel.NOTHING };
+      @Module({
+        imports: [
+          OtelModule.forRoot({ serviceName: 'capture-kafka', exporter: { url: receiver.url }, batch: false, logSummary: false }),
+          ClientsModule.register([
+            {
+              name: CLIENT,
+              customClass: OtelClientKafka as unknown as Type<ClientProxy>,
+              options: { client: { ...kafkaClient, clientId: 'capture-producer' }, producerOnlyMode: true, otel: { captureHeaders: ['x-*', '!x-internal-*'] } },
+            },
+          ]),
+        ],
+        controllers: [KafkaHandlers],
+      })
+      class KafkaCaptureModule {}
+      const moduleRef = await Test.createTestingModule({ imports: [KafkaCaptureModule] }).compile();
+      service = moduleRef.createNestMicroservice({
+        strategy: new OtelServerKafka({
+          client: { ...kafkaClient, clientId: 'capture-consumer' },
+          consumer: { groupId: `capture-${randomUUID().slice(0, 8)}`, maxWaitTimeInMs: 50, heartbeatInterval: 500 },
+          subscribe: { fromBeginning: true },
+          otel: { captureHeaders: ['x-*'] },
+        }),
+      });
+      await service.listen();
+      gateway = moduleRef.createNestApplication();
+      await gateway.init();
+      client = gateway.get<ClientProxy>(CLIENT);
+      await client.connect();
+    }, 60_000);
+    afterAll(async () => {
+      await client?.close();
+      await gateway?.close();
+      await service?.close();
+      await broker?.stop();
+    });
+
+    it('records allowed record headers on the PRODUCER (the application\'s, before the trace context) and the CONSUMER span', async () => {
+      await firstValueFrom(client.emit(topic, { key: 'k-1', value: { id: 1 }, headers: { 'x-tenant': 'acme', 'x-internal-hop': 'hidden' } }));
+      const [producer] = await receiver.waitForSpans((s) => s.kind === PRODUCER && s.name === `send ${topic}`);
+      const [consumer] = await receiver.waitForSpans((s) => s.kind === CONSUMER && s.name === `process ${topic}`, 15_000);
+      expect(seen).toBe(1);
+      expect(withPrefix(producer!, 'nestjs.message.header.')).toEqual({ 'nestjs.message.header.x-tenant': ['acme'] });
+      expect(withPrefix(consumer!, 'nestjs.message.header.')).toEqual({
+        'nestjs.message.header.x-tenant': ['acme'],
+        'nestjs.message.header.x-internal-hop': ['hidden'],
       });
     });
   });

@@ -45,6 +45,8 @@ export interface ProducerSpanSink {
   readonly span: Span;
   /** A record of this span was serialized (and its headers written). */
   onRecord(record: KafkaRecordLike): void;
+  /** The headers the application gave a record of this span, before the trace context is written. */
+  onHeaders?(headers: Record<string, unknown>): void;
   /** The broker acknowledged a send that carried records of this span. */
   onAck(metadata: readonly RecordMetadataLike[]): void;
 }
@@ -91,9 +93,10 @@ function addTraceHeaders(record: unknown, ctx: Context): unknown {
   try {
     const kafkaRecord = record as KafkaRecordLike;
     const headers = { ...(kafkaRecord.headers ?? {}) };
+    const sink = getProducerSink(ctx);
+    sink?.onHeaders?.(headers);
     injectContext(ctx, headers, kafkaHeaderSetter);
     kafkaRecord.headers = headers;
-    const sink = getProducerSink(ctx);
     if (sink) {
       recordSinks.set(record, sink);
       sink.onRecord(kafkaRecord);

@@ -5,7 +5,8 @@ import { ATTR_MESSAGING_BATCH_MESSAGE_COUNT, ATTR_MESSAGING_CLIENT_ID, ATTR_MESS
 import { addAttributes } from '../../utils/attributes.js';
 import { producerSpanEnder, startProducerSpan, type MessagingClientTracingOptions } from '../shared/messaging-tracing.js';
 import { noteTracedTransport } from '../../utils/traced-transport.js';
-import { messageCaptureOf } from '../shared/message-capture.js';
+import { captureMessageHeaders, messageCaptureOf } from '../shared/message-capture.js';
+import { kafkaHeaderGetter } from './kafka.carrier.js';
 import {
   ackAttributes,
   brokerAttributes,
@@ -179,6 +180,11 @@ export class OtelClientKafka extends ClientKafka {
             span.setAttributes(recordAttributes(record));
           }
         },
+        // otel.captureHeaders: the application's headers of a single record (a batch's would describe one of many).
+        onHeaders:
+          this.tracing?.captureHeaders && batchSize === undefined
+            ? (headers) => span.setAttributes(captureMessageHeaders(messageCaptureOf(this.tracing), headers, kafkaHeaderGetter, {}))
+            : undefined,
         onAck: (metadata) => {
           if (span.isRecording() && batchSize === undefined) {
             span.setAttributes(ackAttributes(metadata));
