@@ -12,6 +12,8 @@ import { validateOptions } from '../lib/sdk/config/validate-options.js';
 import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js';
 import { OtelClientRMQ, OtelServerRMQ } from '../lib/transports/rmq/index.js';
 import { OtelClientKafka, OtelServerKafka } from '../lib/transports/kafka/index.js';
+import { OtelClientTCP, OtelServerTCP } from '../lib/transports/tcp/index.js';
+import { NEST_MAJOR } from './support/nest-version.js';
 import { startKafkaBroker, type KafkaBroker } from './support/kafka-broker.js';
 import { logLevel } from 'kafkajs';
 import { plainRequest } from './support/http-request.js';
@@ -393,6 +395,51 @@ describe('header and body capture (OTLP receiver)', () => {
         'nestjs.message.header.x-tenant': ['acme'],
         'nestjs.message.header.x-internal-hop': ['hidden'],
       });
+    });
+  });
+
+  describe('TCP request-reply (the SERVER span)', () => {
+    let service: INestMicroservice;
+    let client: OtelClientTCP;
+
+    @Controller()
+    class TcpHandlers {
+      @MessagePattern('capture.tcp.get')
+      get(@Payload() data: { id: number }): { id: number } {
+        return { id: data.id };
+      }
+    }
+
+    beforeAll(async () => {
+      @Module({
+        imports: [OtelModule.forRoot({ serviceName: 'capture-tcp', exporter: { url: receiver.url }, batch: false, logSummary: false })],
+        controllers: [TcpHandlers],
+      })
+      class TcpCaptureModule {}
+      const moduleRef = await Test.createTestingModule({ imports: [TcpCaptureModule] }).compile();
+      const server = new OtelServerTCP({ host: '127.0.0.1', port: 0, otel: { captureHeaders: ['x-*'], captureBody: true } });
+      service = moduleRef.createNestMicroservice({ strategy: server });
+      await service.listen();
+      const port = (server.unwrap<import('node:net').Server>().address() as import('node:net').AddressInfo).port;
+      client = new OtelClientTCP({ host: '127.0.0.1', port });
+      if (NEST_MAJOR >= 12) {
+        // Nest 12's public way to put metadata on a packet.
+        (client as unknown as { setOnDispatchHook(hook: (packet: { metadata?: Record<string, string> }) => void): void }).setOnDispatchHook((packet) => {
+          packet.metadata = { 'x-tenant': 'acme', other: 'no' };
+        });
+      }
+      await client.connect();
+    });
+    afterAll(async () => {
+      await client?.close();
+      await service?.close();
+    });
+
+    it('records the payload (masked) and, on Nest 12, the allowed metadata of the request on the SERVER span', async () => {
+      await firstValueFrom(client.send('capture.tcp.get', { id: 3, password: 'hunter2' }));
+      const [server] = await receiver.waitForSpans((s) => s.kind === SERVER && s.name === 'capture.tcp.get');
+      expect(server!.attributes['nestjs.message.body.content']).toBe('{"id":3,"password":"[REDACTED]"}');
+      expect(withPrefix(server!, 'nestjs.message.header.')).toEqual(NEST_MAJOR >= 12 ? { 'nestjs.message.header.x-tenant': ['acme'] } : {});
     });
   });
 });

@@ -17,6 +17,7 @@ import {
 } from '../shared/messaging-tracing.js';
 import { TCP_SYSTEM, tcpPeerAttributes, tcpRpcAttributes, tcpRpcMetricAttributes } from './tcp.attributes.js';
 import { activeInstruments } from '../../metrics/metrics-state.js';
+import { captureMessageHeaders, messageCaptureOf } from '../shared/message-capture.js';
 import { measureSpan } from '../../metrics/span-measurement.js';
 import { isMetadataObject, metadataWithContext, TCP_REPLY_CONTEXT_KEY, tcpMetadataGetter, type TcpMetadata } from './tcp.carrier.js';
 
@@ -71,7 +72,7 @@ export function replyMetadataOf(request: TcpRequest): TcpMetadata | undefined {
 export function startTcpServerSpan(
   packet: IncomingTcpPacket,
   policy: ConsumePolicy,
-  hooks?: Pick<MessagingServerTracingOptions, 'consumeHook' | 'replyHook'>,
+  hooks?: Pick<MessagingServerTracingOptions, 'consumeHook' | 'replyHook' | 'captureHeaders' | 'captureBody'>,
   info?: ConsumeInfo,
 ): TcpRequest {
   const extracted = extractContext(packet.metadata, tcpMetadataGetter, ROOT_CONTEXT, 'tcp');
@@ -88,8 +89,14 @@ export function startTcpServerSpan(
   const attributes = tcpRpcAttributes(packet.pattern);
   tcpPeerAttributes(packet.socket, attributes);
   addLocalAddress(packet.socket, attributes);
+  // otel.captureHeaders / captureBody: the request's metadata and payload, as on the consumer spans.
+  const capture = messageCaptureOf(hooks);
+  captureMessageHeaders(capture, packet.metadata, tcpMetadataGetter, attributes);
   const span = getOtelNestTracer().startSpan(packet.pattern, { kind: SpanKind.SERVER, links, attributes }, parent);
   const state: ConsumerState = { span, isEvent: false, ended: false };
+  if (capture?.bodyMaxBytes !== undefined && span.isRecording()) {
+    state.capture = capture;
+  }
   const instruments = activeInstruments();
   if (instruments !== undefined) {
     state.measurement = measureSpan(span, instruments.rpcServerDuration, tcpRpcMetricAttributes(packet.pattern));
