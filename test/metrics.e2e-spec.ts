@@ -192,7 +192,7 @@ describe('metrics set-up', () => {
     try {
       await plainRequest(`${baseUrl}/orders/1`);
       await plainRequest(`${baseUrl}/orders/2/fail`);
-      const scrape = await plainRequest(`http://127.0.0.1:${port}/metrics`);
+      const scrape = await scrapeWhenReady(`http://127.0.0.1:${port}/metrics`);
       expect(scrape.status).toBe(200);
       const lines = scrape.text.split('\n');
       const count = lines.find(
@@ -211,3 +211,22 @@ describe('metrics set-up', () => {
     await expect(plainRequest(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
   });
 });
+
+/**
+ * The scrape, once the exporter's server answers: it starts listening asynchronously, and a request
+ * is bounded so that a port taken by something that never answers fails the test, not hangs it.
+ */
+async function scrapeWhenReady(url: string): Promise<{ status: number; text: string }> {
+  const deadline = Date.now() + 15_000;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      return { status: response.status, text: await response.text() };
+    } catch (error) {
+      last = error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`no answer from ${url} within 15 s: ${String(last)}`);
+}
