@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Controller, Get, Inject, Module, type INestApplication, type INestMicroservice } from '@nestjs/common';
 import { ClientsModule, EventPattern, MessagePattern, NatsContext, Payload, RpcException, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
@@ -12,6 +11,7 @@ import { OtelClientNats, OtelServerNats } from '../lib/transports/nats/index.js'
 import { OtelClientRedis, OtelServerRedis } from '../lib/transports/redis/index.js';
 import { OtelClientTCP, OtelServerTCP } from '../lib/transports/tcp/index.js';
 import { plainRequest } from './support/http-request.js';
+import { freePort } from './support/private-brokers.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 const RUN = `otel-nest-e2e.${randomUUID().slice(0, 8)}.hooks`;
@@ -393,14 +393,3 @@ describe('client hooks on the TCP and Redis clients: publishHook sees the payloa
 const CLIENT = 3;
 /** The TCP server's request span is a SERVER span (RPC), like the HTTP one. */
 const SERVER_OF_TCP = 2;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

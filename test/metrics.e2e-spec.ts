@@ -2,13 +2,13 @@ import 'reflect-metadata';
 import { Controller, Get, HttpException, Module, Param, type INestApplication } from '@nestjs/common';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OtelModule } from '../lib/index.js';
 import type { OtelModuleOptions } from '../lib/interfaces/otel-module-options.interface.js';
 import { DURATION_BUCKETS } from '../lib/metrics/instruments.js';
 import { plainRequest } from './support/http-request.js';
 import { latestMetricPoints, type ReceivedMetricPoint } from './support/otlp-metrics.js';
+import { freePort } from './support/private-brokers.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 @Controller('orders')
@@ -36,18 +36,6 @@ class OrdersController {
 }
 
 let baseUrl = '';
-
-/** A free TCP port on 127.0.0.1 (the Prometheus exporter takes no port 0). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function startApp(options: OtelModuleOptions, platform: 'express' | 'fastify' = 'express'): Promise<INestApplication> {
   @Module({ imports: [OtelModule.forRoot({ batch: false, logSummary: false, ...options })], controllers: [OrdersController] })

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -65,17 +64,7 @@ export interface OrderServiceClient {
   forgotten(request: OrderRequest): Observable<Order>;
 }
 
-/** A port nothing listens on right now (Nest's gRPC server does not report the port it bound). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './private-brokers.js';
 
 /** A plain, untraced grpc-js client of orders.proto (no otel-nest, no instrumentation). */
 export function rawOrdersClient(target: string): grpc.Client & Record<string, any> {
