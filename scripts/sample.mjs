@@ -359,15 +359,7 @@ async function startRelay(targets) {
       res.end(JSON.stringify({ code: 14, message: `collector unreachable: ${first.reason?.message}` }));
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return `http://127.0.0.1:${server.address().port}`;
+  return listenLocally(server);
 }
 
 /**
@@ -395,15 +387,7 @@ async function startMetricsSink(forwardTo) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{}');
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${server.address().port}`, latest };
+  return { url: await listenLocally(server), latest };
 }
 
 /** One line per series: `service  metric  series  n=…  p50≈… ms  errors=…`. */
@@ -436,6 +420,19 @@ function median(point) {
     }
   }
   return '?';
+}
+
+/** Listens on a free port of 127.0.0.1, closed at cleanup; resolves with its base URL. */
+async function listenLocally(server) {
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${server.address().port}`;
 }
 
 // node:http, not fetch: this script plays an outside client (curl), untraced.
